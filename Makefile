@@ -1,0 +1,42 @@
+# LeifDB. `make run` and `make test` do all set-up on a fresh machine (Python 3.11 and make).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The source tree wins over the installed copy, so edits need no reinstall.
+export PYTHONPATH := $(CURDIR)
+
+HTTP_PORT ?= 8080
+RAFT_PORT ?= 16990
+DURATION ?= 10m
+SEED ?=
+
+.PHONY: all build run test proto soak bench cluster cluster-status cluster-stop chaos clean
+
+all: clean build test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q '.[dev]'
+	$(PY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $@
+
+build: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/twistd -n --pidfile= leifdb --http-port $(HTTP_PORT) --raft-port $(RAFT_PORT)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+proto: $(STAMP)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=leifdb/wire --pyi_out=leifdb/wire proto/leifdb.proto
+
+soak: $(STAMP)
+	$(PY) -m tests.sim.soak --duration $(DURATION)
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+	rm -f twisted/plugins/dropin.cache

@@ -1,0 +1,21 @@
+"""Errors a node reports to its clients. Shared by ``node`` and ``http``; imports nothing."""
+
+from __future__ import annotations
+
+
+class NotLeaderError(Exception):
+    """This node cannot accept writes. ``leader_http`` is the leader's client address
+    (``host:port``) when one is known, else None (no leader right now)."""
+
+    def __init__(self, leader_http: str | None) -> None:
+        super().__init__("not the leader" if leader_http else "no leader is known")
+        self.leader_http = leader_http
+
+
+class OutcomeUnknown(Exception):
+    """The write may or may not have been applied: leadership was lost before it committed,
+    or it did not commit in time. Clients must read before retrying a non-idempotent write."""
+
+
+class Unavailable(Exception):
+    """A linearizable read could not be confirmed (no leader, or no majority reachable)."""

@@ -1,0 +1,227 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EntryType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ENTRY_NORMAL: _ClassVar[EntryType]
+    ENTRY_NOOP: _ClassVar[EntryType]
+    ENTRY_CONFIG: _ClassVar[EntryType]
+ENTRY_NORMAL: EntryType
+ENTRY_NOOP: EntryType
+ENTRY_CONFIG: EntryType
+
+class Entry(_message.Message):
+    __slots__ = ("term", "index", "type", "data")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    index: int
+    type: EntryType
+    data: bytes
+    def __init__(self, term: _Optional[int] = ..., index: _Optional[int] = ..., type: _Optional[_Union[EntryType, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class RequestVote(_message.Message):
+    __slots__ = ("term", "candidate_id", "last_log_index", "last_log_term")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LAST_LOG_TERM_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    candidate_id: str
+    last_log_index: int
+    last_log_term: int
+    def __init__(self, term: _Optional[int] = ..., candidate_id: _Optional[str] = ..., last_log_index: _Optional[int] = ..., last_log_term: _Optional[int] = ...) -> None: ...
+
+class RequestVoteReply(_message.Message):
+    __slots__ = ("term", "vote_granted")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    VOTE_GRANTED_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    vote_granted: bool
+    def __init__(self, term: _Optional[int] = ..., vote_granted: _Optional[bool] = ...) -> None: ...
+
+class AppendEntries(_message.Message):
+    __slots__ = ("term", "leader_id", "prev_log_index", "prev_log_term", "entries", "leader_commit", "read_seq")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    PREV_LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
+    PREV_LOG_TERM_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    LEADER_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    READ_SEQ_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    leader_id: str
+    prev_log_index: int
+    prev_log_term: int
+    entries: _containers.RepeatedCompositeFieldContainer[Entry]
+    leader_commit: int
+    read_seq: int
+    def __init__(self, term: _Optional[int] = ..., leader_id: _Optional[str] = ..., prev_log_index: _Optional[int] = ..., prev_log_term: _Optional[int] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., leader_commit: _Optional[int] = ..., read_seq: _Optional[int] = ...) -> None: ...
+
+class AppendEntriesReply(_message.Message):
+    __slots__ = ("term", "success", "match_index", "conflict_index", "conflict_term", "read_seq")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    CONFLICT_TERM_FIELD_NUMBER: _ClassVar[int]
+    READ_SEQ_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    success: bool
+    match_index: int
+    conflict_index: int
+    conflict_term: int
+    read_seq: int
+    def __init__(self, term: _Optional[int] = ..., success: _Optional[bool] = ..., match_index: _Optional[int] = ..., conflict_index: _Optional[int] = ..., conflict_term: _Optional[int] = ..., read_seq: _Optional[int] = ...) -> None: ...
+
+class InstallSnapshot(_message.Message):
+    __slots__ = ("term", "leader_id", "last_included_index", "last_included_term", "offset", "data", "done", "checksum", "total_size")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_INCLUDED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LAST_INCLUDED_TERM_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    CHECKSUM_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    leader_id: str
+    last_included_index: int
+    last_included_term: int
+    offset: int
+    data: bytes
+    done: bool
+    checksum: int
+    total_size: int
+    def __init__(self, term: _Optional[int] = ..., leader_id: _Optional[str] = ..., last_included_index: _Optional[int] = ..., last_included_term: _Optional[int] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., done: _Optional[bool] = ..., checksum: _Optional[int] = ..., total_size: _Optional[int] = ...) -> None: ...
+
+class InstallSnapshotReply(_message.Message):
+    __slots__ = ("term", "last_included_index", "next_offset", "done")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    LAST_INCLUDED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    last_included_index: int
+    next_offset: int
+    done: bool
+    def __init__(self, term: _Optional[int] = ..., last_included_index: _Optional[int] = ..., next_offset: _Optional[int] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class ReadIndexRequest(_message.Message):
+    __slots__ = ("term", "read_id")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    READ_ID_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    read_id: int
+    def __init__(self, term: _Optional[int] = ..., read_id: _Optional[int] = ...) -> None: ...
+
+class ReadIndexReply(_message.Message):
+    __slots__ = ("term", "read_id", "read_index", "success")
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    READ_ID_FIELD_NUMBER: _ClassVar[int]
+    READ_INDEX_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    read_id: int
+    read_index: int
+    success: bool
+    def __init__(self, term: _Optional[int] = ..., read_id: _Optional[int] = ..., read_index: _Optional[int] = ..., success: _Optional[bool] = ...) -> None: ...
+
+class Condition(_message.Message):
+    __slots__ = ("prev_value", "prev_revision", "must_be_absent")
+    PREV_VALUE_FIELD_NUMBER: _ClassVar[int]
+    PREV_REVISION_FIELD_NUMBER: _ClassVar[int]
+    MUST_BE_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    prev_value: str
+    prev_revision: int
+    must_be_absent: bool
+    def __init__(self, prev_value: _Optional[str] = ..., prev_revision: _Optional[int] = ..., must_be_absent: _Optional[bool] = ...) -> None: ...
+
+class Put(_message.Message):
+    __slots__ = ("key", "value", "condition")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    value: str
+    condition: Condition
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
+
+class Delete(_message.Message):
+    __slots__ = ("key", "condition")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    condition: Condition
+    def __init__(self, key: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
+
+class KvCommand(_message.Message):
+    __slots__ = ("put", "delete")
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    put: Put
+    delete: Delete
+    def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ...) -> None: ...
+
+class Member(_message.Message):
+    __slots__ = ("id", "raft_address", "http_address")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    raft_address: str
+    http_address: str
+    def __init__(self, id: _Optional[str] = ..., raft_address: _Optional[str] = ..., http_address: _Optional[str] = ...) -> None: ...
+
+class Membership(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("cluster_id",)
+    CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    cluster_id: str
+    def __init__(self, cluster_id: _Optional[str] = ...) -> None: ...
+
+class Envelope(_message.Message):
+    __slots__ = ("request_id", "in_reply_to", "src", "dst", "src_http_address", "hello", "request_vote", "request_vote_reply", "append_entries", "append_entries_reply", "install_snapshot", "install_snapshot_reply", "read_index_request", "read_index_reply")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    IN_REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    SRC_FIELD_NUMBER: _ClassVar[int]
+    DST_FIELD_NUMBER: _ClassVar[int]
+    SRC_HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_VOTE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_VOTE_REPLY_FIELD_NUMBER: _ClassVar[int]
+    APPEND_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    APPEND_ENTRIES_REPLY_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    INSTALL_SNAPSHOT_REPLY_FIELD_NUMBER: _ClassVar[int]
+    READ_INDEX_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    READ_INDEX_REPLY_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    in_reply_to: int
+    src: str
+    dst: str
+    src_http_address: str
+    hello: Hello
+    request_vote: RequestVote
+    request_vote_reply: RequestVoteReply
+    append_entries: AppendEntries
+    append_entries_reply: AppendEntriesReply
+    install_snapshot: InstallSnapshot
+    install_snapshot_reply: InstallSnapshotReply
+    read_index_request: ReadIndexRequest
+    read_index_reply: ReadIndexReply
+    def __init__(self, request_id: _Optional[int] = ..., in_reply_to: _Optional[int] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., src_http_address: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., request_vote: _Optional[_Union[RequestVote, _Mapping]] = ..., request_vote_reply: _Optional[_Union[RequestVoteReply, _Mapping]] = ..., append_entries: _Optional[_Union[AppendEntries, _Mapping]] = ..., append_entries_reply: _Optional[_Union[AppendEntriesReply, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., install_snapshot_reply: _Optional[_Union[InstallSnapshotReply, _Mapping]] = ..., read_index_request: _Optional[_Union[ReadIndexRequest, _Mapping]] = ..., read_index_reply: _Optional[_Union[ReadIndexReply, _Mapping]] = ...) -> None: ...
