@@ -215,3 +215,12 @@ class Ready:
             or self.read_states
             or self.soft_state
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A cluster member: its identity and where peers and clients reach it."""
+
+    id: str
+    raft_address: str
+    http_address: str = ""
