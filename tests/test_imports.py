@@ -1,0 +1,127 @@
+"""The dependency arrows between LeifDB's packages, checked by reading every module's imports.
+
+Arrows point inward to the pure core (see /README.md, Architecture): ``raft`` and ``kv`` import
+nothing of ours but themselves, ``wire`` alone touches the generated protobuf code, ``http``
+sees the node only through its public names.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "leifdb"
+GENERATED = "leifdb.wire.leifdb_pb2"
+
+# Package -> module prefixes it may import besides the standard library and itself.
+ALLOWED: dict[str, tuple[str, ...]] = {
+    "leifdb.raft": (),
+    "leifdb.kv": (),
+    "leifdb.errors": (),
+    "leifdb.wire": ("leifdb.raft", "leifdb.kv", "google.protobuf"),
+    "leifdb.storage": ("leifdb.raft", "twisted", "crc32c", "google_crc32c"),
+    "leifdb.transport": ("leifdb.wire", "leifdb.raft", "twisted", "zope.interface"),
+    "leifdb.http": ("leifdb.kv", "leifdb.errors", "leifdb.node", "klein", "twisted",
+                    "zope.interface", "apispec", "werkzeug", "yaml", "swagger_ui_bundle"),
+}
+
+
+# These import nothing of ours but themselves, not even the root package.
+STRICT = {"leifdb.raft", "leifdb.kv", "leifdb.errors"}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(line, absolute module, imported names) for every import statement in ``path``."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            # ``from leifdb.wire import leifdb_pb2`` imports the module leifdb.wire.leifdb_pb2.
+            names = tuple(alias.name for alias in node.names)
+            modules = [n for n in names if is_our_module(f"{base}.{n}")]
+            found += [(node.lineno, f"{base}.{n}", ()) for n in modules]
+            others = tuple(n for n in names if n not in modules)
+            if others or not names:
+                found.append((node.lineno, base, others))
+    return sorted(found)
+
+
+def is_our_module(module: str) -> bool:
+    path = ROOT.joinpath(*module.split("."))
+    return module.startswith("leifdb.") and (path.with_suffix(".py").exists() or path.is_dir())
+
+
+def within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def violations() -> list[str]:
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        me = module_name(path)
+        owner = next((p for p in ALLOWED if within(me, p)), None)
+        where = path.relative_to(ROOT)
+        for line, target, names in imports_of(path):
+            top = target.partition(".")[0]
+            if within(target, GENERATED) and not within(me, "leifdb.wire"):
+                found.append(f"{where}:{line}: imports {GENERATED}; only leifdb.wire may")
+            if owner is None or top in sys.stdlib_module_names or within(target, owner):
+                continue
+            if target == "leifdb" and owner not in STRICT:
+                continue  # the root package holds only __version__
+            allowed = ALLOWED[owner]
+            if not any(within(target, a) for a in allowed):
+                found.append(f"{where}:{line}: {owner} may not import {target} "
+                             f"(allowed: stdlib, {owner}{''.join(', ' + a for a in allowed)})")
+            elif within(target, "leifdb.node") and (
+                    target != "leifdb.node" or any(n.startswith("_") for n in names)):
+                found.append(f"{where}:{line}: {owner} may use only leifdb.node's public "
+                             f"names, not {target} {names}")
+    return found
+
+
+def test_packages_import_only_along_the_dependency_arrows():
+    bad = violations()
+    assert not bad, "imports against the dependency arrows:\n  " + "\n  ".join(bad)
+
+
+def test_the_checker_sees_a_forbidden_import(tmp_path, monkeypatch):
+    """The check above cannot pass vacuously: it flags imports planted in a fake tree."""
+    fake = tmp_path / "leifdb"
+    (fake / "raft").mkdir(parents=True)
+    (fake / "http").mkdir()
+    (fake / "raft" / "__init__.py").write_text("")
+    (fake / "wire").mkdir()
+    (fake / "wire" / "leifdb_pb2.py").write_text("")
+    (fake / "raft" / "core.py").write_text(
+        "import os\nfrom twisted.internet import reactor\nfrom . import log\nimport leifdb\n")
+    (fake / "http" / "app.py").write_text(
+        "from ..wire import leifdb_pb2\nfrom leifdb.node import _private\n"
+        "from leifdb.kv import commands\nfrom leifdb import __version__\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "PACKAGE", fake)
+
+    bad = violations()
+
+    assert len(bad) == 5, bad
+    assert bad[0] == "leifdb/http/app.py:1: imports leifdb.wire.leifdb_pb2; only leifdb.wire may"
+    assert bad[1].startswith("leifdb/http/app.py:1: leifdb.http may not import leifdb.wire.")
+    assert bad[2].startswith("leifdb/http/app.py:2: leifdb.http may use only leifdb.node's")
+    assert bad[3].startswith("leifdb/raft/core.py:2: leifdb.raft may not import twisted.internet")
+    assert bad[4].startswith("leifdb/raft/core.py:4: leifdb.raft may not import leifdb ")
