@@ -1,0 +1,316 @@
+"""Turning what a client sends into checked values, or an ``ApiError`` (400 or 413).
+
+Everything here is pure or reads the request only; nothing a client sends may raise anything
+but ``ApiError`` from these functions.
+
+Decoding rules, chosen once for the whole API:
+
+- The path is percent-decoded before routing, so ``%2F`` in a key is the same as ``/``
+  (``/db/a%2Fb`` and ``/db/a/b`` name the key ``a/b``). A ``%`` not followed by two hex
+  digits, or bytes that are not UTF-8 after decoding, give 400.
+- The query string is ``application/x-www-form-urlencoded``: ``+`` means a space, so a
+  literal ``+`` must be sent as ``%2B``. A repeated parameter gives 400.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from twisted.web.iweb import IRequest
+
+from leifdb.http.errors import ApiError
+from leifdb.kv.commands import Condition
+
+__all__ = [
+    "Limits",
+    "Query",
+    "check_text",
+    "decode_component",
+    "parse_body",
+    "parse_condition",
+    "parse_consistency",
+    "parse_key",
+    "parse_limit",
+    "parse_query",
+    "read_body",
+    "split_uri",
+]
+
+_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_MAX_REVISION = (1 << 63) - 1
+
+DEFAULT_MAX_KEY_BYTES = 1024
+DEFAULT_MAX_VALUE_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits, all in bytes of UTF-8 except the page sizes (items).
+
+    ``max_body_bytes`` bounds a request body as received; its default leaves room for a
+    full-size value and ``prev`` in JSON. ``max_page_bytes`` bounds the keys and values of
+    one range page: a page stops early (with ``more: true``) rather than exceed it, but
+    always holds at least one item.
+    """
+
+    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_body_bytes: int = 2 * DEFAULT_MAX_VALUE_BYTES + 65536
+    default_page_size: int = 100
+    max_page_size: int = 1000
+    max_page_bytes: int = 4 << 20
+
+    @classmethod
+    def create(
+        cls,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        max_body_bytes: int | None = None,
+    ) -> Limits:
+        """Limits from the user-facing options; ValueError if one is not positive."""
+        if max_body_bytes is None:
+            max_body_bytes = 2 * max_value_bytes + 65536
+        for name, value in (
+            ("max_key_bytes", max_key_bytes),
+            ("max_value_bytes", max_value_bytes),
+            ("max_body_bytes", max_body_bytes),
+        ):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        return cls(
+            max_key_bytes=max_key_bytes,
+            max_value_bytes=max_value_bytes,
+            max_body_bytes=max_body_bytes,
+        )
+
+
+def split_uri(uri: bytes) -> tuple[bytes, bytes | None]:
+    """The raw (still percent-encoded) path and query of a request-target. The query is
+    None when there is no ``?``. An absolute-form target (``http://host/path``) is reduced
+    to its path."""
+    if not uri.startswith(b"/"):
+        parts = urlsplit(uri)
+        path = parts.path or b"/"
+        query = parts.query if b"?" in uri else None
+        return path, query
+    path, sep, query = uri.partition(b"?")
+    return path, (query if sep else None)
+
+
+def decode_component(raw: bytes, what: str, *, plus_is_space: bool = False) -> str:
+    """Percent-decode ``raw`` strictly and decode it as UTF-8; 400 if either fails."""
+    if _BAD_PERCENT.search(raw):
+        raise ApiError(400, f"invalid percent-encoding in the {what}")
+    if plus_is_space:
+        raw = raw.replace(b"+", b" ")
+    try:
+        return unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, f"the {what} is not valid UTF-8 after percent-decoding") from None
+
+
+class Query:
+    """Decoded query parameters. ``single`` is the only accessor: a parameter may be given
+    at most once."""
+
+    def __init__(self, params: dict[str, list[str]]) -> None:
+        self._params = params
+
+    def single(self, name: str) -> str | None:
+        values = self._params.get(name)
+        if not values:
+            return None
+        if len(values) > 1:
+            raise ApiError(400, f"query parameter {name!r} is given more than once")
+        return values[0]
+
+    def names(self) -> Iterable[str]:
+        return self._params.keys()
+
+
+def parse_query(raw: bytes | None) -> Query:
+    """Parse a raw query string; a name without ``=`` has the value ``""``."""
+    params: dict[str, list[str]] = {}
+    if raw:
+        for pair in raw.split(b"&"):
+            if not pair:
+                continue
+            raw_name, _, raw_value = pair.partition(b"=")
+            name = decode_component(raw_name, "query string", plus_is_space=True)
+            value = decode_component(raw_value, "query string", plus_is_space=True)
+            params.setdefault(name, []).append(value)
+    return Query(params)
+
+
+def check_text(text: str, what: str, max_bytes: int) -> int:
+    """``text`` must be valid Unicode (no lone surrogates, which JSON ``\\ud800`` escapes can
+    produce) and at most ``max_bytes`` in UTF-8: else 400 or 413. Returns its size."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ApiError(400, f"the {what} is not valid Unicode (lone surrogate)") from None
+    if size > max_bytes:
+        raise ApiError(
+            413, f"the {what} is {size} bytes; the limit is {max_bytes}", limit=max_bytes
+        )
+    return size
+
+
+def parse_key(key: str, limits: Limits) -> str:
+    """A key from the (already decoded) path: non-empty, at most ``max_key_bytes``."""
+    if not key:
+        raise ApiError(400, "the key must not be empty")
+    check_text(key, "key", limits.max_key_bytes)
+    return key
+
+
+def read_body(request: IRequest, limits: Limits) -> bytes:
+    """The request body, read with a bound: 413 when it is larger than
+    ``max_body_bytes``. ``BoundedRequest`` has already refused to store such a body; with
+    a plain Twisted request the body sits in a temporary file and only the bound is read."""
+    if getattr(request, "body_too_large", False):
+        raise _body_too_large(limits)
+    length = request.getHeader(b"content-length")
+    if length is not None and length.strip().isdigit():
+        if int(length) > limits.max_body_bytes:
+            raise _body_too_large(limits)
+    content = request.content
+    if content is None:
+        return b""
+    content.seek(0)
+    data = content.read(limits.max_body_bytes + 1)
+    if len(data) > limits.max_body_bytes:
+        raise _body_too_large(limits)
+    return data
+
+
+def _body_too_large(limits: Limits) -> ApiError:
+    return ApiError(
+        413,
+        f"the request body is larger than {limits.max_body_bytes} bytes",
+        limit=limits.max_body_bytes,
+    )
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in result:
+            raise ApiError(400, f"field {name!r} appears twice in the JSON body")
+        result[name] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ApiError(400, f"{name} is not valid JSON")
+
+
+def parse_body(raw: bytes, allowed: Iterable[str]) -> dict[str, str]:
+    """An optional JSON object body whose fields are all strings among ``allowed``.
+
+    An empty (or all-whitespace) body is no body: ``{}``. Any content type is accepted, so
+    ``curl -d`` works without ``-H``. Unknown fields are refused so typos do not pass.
+    """
+    if not raw.strip():
+        return {}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not valid UTF-8") from None
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as e:
+        raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    allowed = set(allowed)
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            f"unknown field(s) in the JSON body: {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed))}",
+        )
+    for name, value in document.items():
+        if not isinstance(value, str):
+            raise ApiError(400, f"field {name!r} must be a string")
+    return document
+
+
+def parse_consistency(query: Query) -> bool:
+    """True for a linearizable read (the default), False for ``consistency=stale``."""
+    value = query.single("consistency")
+    if value is None or value == "linearizable":
+        return True
+    if value == "stale":
+        return False
+    raise ApiError(
+        400, f"unknown consistency {value!r}; use 'linearizable' (default) or 'stale'"
+    )
+
+
+def parse_limit(query: Query, limits: Limits) -> int:
+    """Page size: a decimal integer from 1 to ``max_page_size``."""
+    value = query.single("limit")
+    if value is None:
+        return limits.default_page_size
+    if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= limits.max_page_size:
+        raise ApiError(
+            400, f"limit must be an integer from 1 to {limits.max_page_size}, not {value!r}"
+        )
+    return int(value)
+
+
+def _single_header(request: IRequest, name: bytes) -> str | None:
+    values = request.requestHeaders.getRawHeaders(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ApiError(400, f"header {name.decode()} is given more than once")
+    try:
+        return values[0].decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise ApiError(400, f"header {name.decode()} is not ASCII") from None
+
+
+def parse_revision_tag(text: str) -> int:
+    """An ETag as this API issues it, ``"<revision>"``; bare digits are tolerated."""
+    tag = text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+    if not _DIGITS.fullmatch(tag) or not 1 <= int(tag) <= _MAX_REVISION:
+        raise ApiError(
+            400,
+            'If-Match must be one revision ETag such as "42"; '
+            "weak tags, lists and * are not supported",
+        )
+    return int(tag)
+
+
+def parse_condition(request: IRequest, prev: str | None, limits: Limits) -> Condition | None:
+    """The write's condition from ``prev`` (query or body), ``If-Match`` and
+    ``If-None-Match``; at most one may be given (400 otherwise)."""
+    if_match = _single_header(request, b"if-match")
+    if_none_match = _single_header(request, b"if-none-match")
+    given = [x for x in (prev, if_match, if_none_match) if x is not None]
+    if len(given) > 1:
+        raise ApiError(
+            400, "give at most one condition: prev, If-Match or If-None-Match"
+        )
+    if prev is not None:
+        check_text(prev, "prev value", limits.max_value_bytes)
+        return Condition(prev_value=prev)
+    if if_match is not None:
+        return Condition(prev_revision=parse_revision_tag(if_match))
+    if if_none_match is not None:
+        if if_none_match != "*":
+            raise ApiError(400, "If-None-Match supports only * (write only if absent)")
+        return Condition(must_be_absent=True)
+    return None
