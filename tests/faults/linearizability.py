@@ -1,0 +1,827 @@
+"""Linearizability checker for LeifDB's key-value model.
+
+The model: each key is a register that is absent or holds ``(value, revision)``. A put sets
+it, a delete makes it absent, a conditional write does so only when its condition holds, a
+read observes it. A write's revision is the Raft log index it was applied at: unique across
+all keys and increasing in linearization order.
+
+Algorithm: Wing & Gong's search with Lowe's memoization, as in Knossos and Porcupine. A
+history of a key-value store is linearizable iff the sub-history of every key is
+(P-compositionality), so each key is checked alone. For one key the search walks a linked
+list of call/return events, tries to linearize a pending call next, and backtracks when it
+meets the return of an operation it could not place; a cache of (set of linearized
+operations as a bitset, model state) prunes configurations already explored.
+
+How outcomes enter the search:
+
+* ok: must be linearized between invoke and complete, and must produce its recorded result.
+* fail with a 412 (``condition_failed``): a read that saw the condition false (and the
+  current value, when the answer carried it); it writes nothing. Other fails are dropped.
+* unknown: a write that may take effect at any point after invoke, or never; it has no
+  deadline and need not be linearized at all. Unknown reads carry no information and are
+  dropped. An unknown put whose value no other operation mentions (no read or 412 saw it,
+  no prev_value names it) cannot explain anything, so it is dropped too, unless the key has
+  412s without a reported value or prev_revision conditions naming an unknown revision.
+
+Revisions (sound, not complete):
+
+* known revisions (reported by the answer) are checked exactly: a read or 412 that reports
+  revision r of a key whose current write has revision r' != r fails; revisions increase
+  along each key's linearization; a prev_revision condition compares with the current
+  write's revision.
+* a write whose revision was never reported (unknown outcome, or an answer without it) has
+  an unknown revision. It lies strictly between the last known revision linearized before
+  it and the first known one linearized after it, and is never a revision reported for any
+  other operation or seen on another key. The first observation that names it (a read
+  reporting revision r, a prev_revision=r condition that held) binds it to r from then on.
+  So a prev_revision condition can match any write whose revision was never observed, as
+  long as the bounds allow. Integer gaps are not counted (revisions are treated as dense),
+  and a 412 on prev_revision against an unknown revision is always accepted.
+* across keys, a cheap pre-check: reported revisions are unique; a revision seen on one key
+  was not reported for or seen on another; and revision order never contradicts real time
+  (if a's revision is below b's, a was invoked before b completed).
+
+The initial state of every key is absent: check histories taken on a fresh cluster, or
+record set-up writes as operations.
+
+Command line: ``python -m tests.faults.linearizability history.jsonl [--timeout S]``;
+exit status 0 linearizable, 1 not, 2 bad input, 3 undecided (timeout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Sequence
+
+from tests.faults.history import (
+    Condition,
+    HistoryError,
+    Op,
+    Seen,
+    dump_history,
+    load_history,
+    read_history,
+    save_history,
+)
+
+__all__ = [
+    "CheckResult",
+    "Condition",
+    "HistoryError",
+    "KeyResult",
+    "Op",
+    "Seen",
+    "check",
+    "dump_history",
+    "load_history",
+    "main",
+    "read_history",
+    "save_history",
+]
+
+_INF = float("inf")
+
+# Modes of an operation in the search.
+_OBSERVE = 0  # ok read: checks the state, changes nothing
+_REFUTE = 1  # 412: the condition was false; checks the state, writes nothing
+_APPLY = 2  # ok or unknown write
+
+# Condition kinds.
+_NO_COND = 0
+_PREV_VALUE = 1
+_PREV_REVISION = 2
+_MUST_BE_ABSENT = 3
+
+# Model state: (value, revision, lo, hi, last). value None: absent. revision None while the
+# key is present: the current write's revision is unknown, strictly between lo and hi.
+# last: the highest revision linearized on this key so far (0 if none). Fields that do not
+# matter are normalised to 0 so that equal behaviour means equal cache keys.
+State = tuple
+_ABSENT: State = (None, None, 0, 0, 0)
+
+
+class _Spec:
+    """An operation prepared for the search (immutable after ``_prepare``)."""
+
+    __slots__ = (
+        "op", "mode", "cond_kind", "cond_arg", "new_value", "rev",
+        "has_seen", "seen_value", "seen_rev", "required", "invoke", "complete",
+    )
+
+    def __init__(self, op: Op) -> None:
+        self.op = op
+        if op.kind == "read":
+            self.mode = _OBSERVE
+        elif op.condition_failed:
+            self.mode = _REFUTE
+        else:
+            self.mode = _APPLY
+        cond = op.condition
+        if cond is None:
+            self.cond_kind, self.cond_arg = _NO_COND, None
+        elif cond.prev_value is not None:
+            self.cond_kind, self.cond_arg = _PREV_VALUE, cond.prev_value
+        elif cond.prev_revision is not None:
+            self.cond_kind, self.cond_arg = _PREV_REVISION, cond.prev_revision
+        else:
+            self.cond_kind, self.cond_arg = _MUST_BE_ABSENT, None
+        self.new_value = op.value  # None for a delete
+        self.rev = op.revision
+        self.has_seen = op.seen is not None
+        self.seen_value = op.seen.value if op.seen else None
+        self.seen_rev = op.seen.revision if op.seen else None
+        self.required = op.outcome != "unknown"
+        self.invoke = op.invoke
+        self.complete = op.complete if self.required else _INF
+
+
+# --- revision facts from the whole history ---------------------------------------
+
+
+class _Elsewhere:
+    """Revisions reported for or seen on keys other than ``key``: facts about the whole
+    history that a key's unknown revisions must avoid."""
+
+    __slots__ = ("key", "owner", "seen_on")
+
+    def __init__(self, key: str, owner: dict[int, str], seen_on: dict[int, set[str]]) -> None:
+        self.key = key
+        self.owner = owner
+        self.seen_on = seen_on
+
+    def __contains__(self, r: object) -> bool:
+        k = self.owner.get(r)  # type: ignore[call-overload]
+        if k is not None and k != self.key:
+            return True
+        keys = self.seen_on.get(r)  # type: ignore[call-overload]
+        return bool(keys) and (len(keys) > 1 or self.key not in keys)
+
+
+class _Forbidden:
+    """What an unknown revision on one key cannot be: a revision reported for one of the
+    key's own operations, or one that belongs to another key."""
+
+    __slots__ = ("own", "elsewhere")
+
+    def __init__(self, own: frozenset[int], elsewhere: _Elsewhere) -> None:
+        self.own = own
+        self.elsewhere = elsewhere
+
+    def __contains__(self, r: object) -> bool:
+        return r in self.own or r in self.elsewhere
+
+
+# --- the model -------------------------------------------------------------------------
+# Each function returns the next state (a tuple) or a short reason (a str) why the
+# operation cannot take effect in this state.
+
+
+def _bind(state: State, r: int, forbidden: _Forbidden) -> State | str:
+    value, _, lo, hi, last = state
+    if r in forbidden:
+        return f"revision {r} belongs to another operation"
+    if not lo < r < hi:
+        return f"revision {r} is outside ({lo}, {hi}) allowed for the current write"
+    return (value, r, 0, 0, last if last > r else r)
+
+
+def _observe(state: State, value: str | None, rev: int | None, forbidden: _Forbidden) -> State | str:
+    if state[0] != value:
+        return "value differs"
+    if rev is None or value is None:
+        return state
+    if state[1] is not None:
+        return state if state[1] == rev else "revision differs"
+    return _bind(state, rev, forbidden)
+
+
+def _cond_holds(state: State, kind: int, arg: object, forbidden: _Forbidden) -> State | str:
+    if kind == _PREV_VALUE:
+        return state if state[0] == arg else "condition false"
+    if kind == _MUST_BE_ABSENT:
+        return state if state[0] is None else "condition false"
+    if state[0] is None:  # _PREV_REVISION
+        return "condition false"
+    if state[1] is not None:
+        return state if state[1] == arg else "condition false"
+    return _bind(state, arg, forbidden)  # type: ignore[arg-type]
+
+
+def _cond_can_fail(state: State, kind: int, arg: object) -> bool:
+    if kind == _PREV_VALUE:
+        return state[0] != arg
+    if kind == _MUST_BE_ABSENT:
+        return state[0] is not None
+    return state[0] is None or state[1] is None or state[1] != arg
+
+
+def _step(s: _Spec, state: State, forbidden: _Forbidden) -> State | str:
+    """The state after ``s`` takes effect in ``state``, or why it cannot."""
+    if s.has_seen:
+        state = _observe(state, s.seen_value, s.seen_rev, forbidden)
+        if state.__class__ is str:
+            return state
+    mode = s.mode
+    if mode == _OBSERVE:
+        return state
+    r = s.rev
+    if mode == _REFUTE:
+        if not _cond_can_fail(state, s.cond_kind, s.cond_arg):
+            return "condition holds"
+        if r is None:
+            return state
+        value, rev, lo, hi, last = state
+        if r <= last:
+            return f"revision {r} not above {last}"
+        if value is not None and rev is None and r < hi:
+            hi = r
+        return (value, rev, lo, hi, r)
+    if s.cond_kind != _NO_COND:
+        state = _cond_holds(state, s.cond_kind, s.cond_arg, forbidden)
+        if state.__class__ is str:
+            return state
+    last = state[4]
+    value = s.new_value
+    if r is not None:
+        if r <= last:
+            return f"revision {r} not above {last}"
+        return (None, None, 0, 0, r) if value is None else (value, r, 0, 0, r)
+    return (None, None, 0, 0, last) if value is None else (value, None, last, _INF, last)
+
+
+def _describe_state(state: State) -> str:
+    value, rev, lo, hi, _ = state
+    if value is None:
+        return "absent"
+    if rev is not None:
+        return f"{value!r}@{rev}"
+    upper = "" if hi == _INF else f" below {hi}"
+    return f"{value!r} (revision unknown, above {lo}{upper})"
+
+
+# --- preparing a key's history --------------------------------------------------------
+
+
+def _informative(op: Op) -> bool:
+    """Whether ``op`` constrains the history at all."""
+    if op.outcome == "fail":
+        return op.condition_failed
+    if op.outcome == "unknown":
+        return op.kind != "read"
+    return True
+
+
+def _prepare(ops: Sequence[Op], forbidden: _Forbidden) -> list[_Spec]:
+    """Drop uninformative operations and unknown puts nothing could observe; sort by invoke.
+
+    An unknown put can be dropped when its value is never seen nor named by a prev_value
+    condition, every 412 reports the value it saw, and every prev_revision condition names
+    a revision in ``forbidden`` (so it cannot bind an unknown revision): then any state it
+    leaves is replaced by a later write before anything could distinguish it.
+    """
+    ops = [op for op in ops if _informative(op)]
+    mentioned: set[str] = set()
+    prunable = True
+    for op in ops:
+        if op.seen is not None and op.seen.value is not None:
+            mentioned.add(op.seen.value)
+        cond = op.condition
+        if cond is not None:
+            if cond.prev_value is not None:
+                mentioned.add(cond.prev_value)
+            elif cond.prev_revision is not None and cond.prev_revision not in forbidden:
+                prunable = False
+        if op.condition_failed and op.seen is None:
+            prunable = False
+    if prunable:
+        ops = [
+            op for op in ops
+            if not (op.outcome == "unknown" and op.kind == "put" and op.value not in mentioned)
+        ]
+    ops.sort(key=lambda op: (op.invoke, _INF if op.complete is None else op.complete))
+    return [_Spec(op) for op in ops]
+
+
+# --- the search ------------------------------------------------------------------------
+
+
+@dataclass
+class _Deepest:
+    """The configuration with the most operations linearized at a dead end."""
+
+    linearized: list[int]
+    state: State
+    blocked: int  # index of the operation whose return could not be passed
+    pending: list[int]  # calls that could have been tried before it
+
+
+@dataclass
+class _Outcome:
+    ok: bool | None
+    states: int
+    deepest: _Deepest | None
+
+
+_CLOCK_EVERY = 2048
+
+
+def _search(specs: list[_Spec], forbidden: _Forbidden, deadline: float | None) -> _Outcome:
+    """Wing & Gong / Lowe search over ``specs``; ok None if ``deadline`` passed first.
+
+    Operations with an answer (required) sit in a linked list of call and return events in
+    time order; the candidates at each step are the calls before the first return (the
+    frontier). Unknown writes sit in a second list, by invoke time, and are tried only
+    after the required candidates: they have no deadline and need not be linearized.
+
+    Two prunings beyond Lowe's cache, both exact:
+
+    * a configuration is (required ops linearized, state, unknown writes applied); it is
+      skipped if one with the same required ops and state and a subset of those unknown
+      writes was already explored, since that one had every option this one has;
+    * an observation (read or 412) that fits without changing the state is linearized at
+      once with no alternatives: a linearization placing it later can place it now instead.
+    """
+    n = len(specs)
+    remaining = sum(1 for s in specs if s.required)
+    if remaining == 0:
+        return _Outcome(True, 0, None)
+    # Node ids: 0 head of the main list, i+1 call of op i, n+1+i return of a required op i,
+    # 2n+1 main tail, 2n+2 head and 2n+3 tail of the list of unknown writes.
+    tail = 2 * n + 1
+    u_head, u_tail = tail + 1, tail + 2
+    events = []
+    unknown = []
+    for i, s in enumerate(specs):
+        if s.required:
+            events.append((s.invoke, 0, i, i + 1))
+            events.append((s.complete, 1, i, n + 1 + i))
+        else:
+            unknown.append((s.invoke, i, i + 1))
+    events.sort()
+    unknown.sort()
+    nxt = [0] * (u_tail + 1)
+    prv = [0] * (u_tail + 1)
+    for chain in ([0] + [e[3] for e in events] + [tail], [u_head] + [u[2] for u in unknown] + [u_tail]):
+        for a, b in zip(chain, chain[1:]):
+            nxt[a] = b
+            prv[b] = a
+    required = [s.required for s in specs]
+    observer = [s.mode != _APPLY for s in specs]  # never changes the value
+    invoke = [s.invoke for s in specs]
+    complete = [s.complete for s in specs]
+    bit = [1 << i for i in range(n)]
+
+    cache: dict[tuple[int, State], list[int]] = {}
+    states = 0
+    # Stack entries: (op, state before it, forced, frontier time when an unknown op was tried).
+    stack: list[tuple[int, State, bool, float]] = []
+    state: State = _ABSENT
+    req_bits = 0
+    unk_bits = 0
+    node = nxt[0]
+    in_main = True
+    frontier = 0.0
+    deepest: _Deepest | None = None
+    ticks = 0
+    step = _step
+
+    while True:
+        if remaining == 0:
+            return _Outcome(True, states, None)
+        ticks += 1
+        if deadline is not None and ticks % _CLOCK_EVERY == 0 and time.monotonic() > deadline:
+            return _Outcome(None, states, deepest)
+
+        backtrack = False
+        if in_main:
+            if node <= n:  # a call of a required op
+                i = node - 1
+                new = step(specs[i], state, forbidden)
+                if new.__class__ is tuple:
+                    forced = observer[i] and new == state
+                    bits = req_bits | bit[i]
+                    key = (bits, new)
+                    seen = cache.get(key)
+                    if seen is not None and any(a | unk_bits == unk_bits for a in seen):
+                        if forced:  # this configuration is as good as one that failed
+                            backtrack = True
+                    else:
+                        if seen is None:
+                            cache[key] = [unk_bits]
+                        else:
+                            seen.append(unk_bits)
+                        states += 1
+                        stack.append((i, state, forced, 0.0))
+                        state = new
+                        req_bits = bits
+                        p, q = prv[node], nxt[node]
+                        nxt[p] = q
+                        prv[q] = p
+                        r = n + 1 + i
+                        p, q = prv[r], nxt[r]
+                        nxt[p] = q
+                        prv[q] = p
+                        remaining -= 1
+                        node = nxt[0]
+                        continue
+                if not backtrack:
+                    node = nxt[node]
+                    continue
+            elif node == tail:  # cannot happen while a required op is pending
+                return _Outcome(False, states, deepest)
+            else:  # the frontier: now the unknown writes invoked before it
+                frontier = complete[node - n - 1]
+                in_main = False
+                node = nxt[u_head]
+                continue
+        elif node != u_tail and invoke[node - 1] <= frontier:
+            i = node - 1
+            new = step(specs[i], state, forbidden)
+            if new.__class__ is tuple and new != state:
+                bits = unk_bits | bit[i]
+                key = (req_bits, new)
+                seen = cache.get(key)
+                if seen is None or not any(a | bits == bits for a in seen):
+                    if seen is None:
+                        cache[key] = [bits]
+                    else:
+                        seen.append(bits)
+                    states += 1
+                    stack.append((i, state, False, frontier))
+                    state = new
+                    unk_bits = bits
+                    p, q = prv[node], nxt[node]
+                    nxt[p] = q
+                    prv[q] = p
+                    node = nxt[0]
+                    in_main = True
+                    continue
+            node = nxt[node]
+            continue
+        else:
+            backtrack = True
+
+        # Dead end: record it, then undo the latest choice that still has alternatives.
+        if deepest is None or len(stack) > len(deepest.linearized):
+            deepest = _dead_end(specs, stack, state, nxt, n, u_head, u_tail)
+        while True:
+            if not stack:
+                return _Outcome(False, states, deepest)
+            i, state, forced, frontier = stack.pop()
+            c = i + 1
+            if required[i]:
+                req_bits ^= bit[i]
+                r = n + 1 + i
+                nxt[prv[r]] = r
+                prv[nxt[r]] = r
+                remaining += 1
+            else:
+                unk_bits ^= bit[i]
+            nxt[prv[c]] = c
+            prv[nxt[c]] = c
+            if not forced:
+                break
+        node = nxt[c]
+        in_main = required[i]
+
+
+def _dead_end(specs: list[_Spec], stack: list, state: State, nxt: list[int], n: int,
+              u_head: int, u_tail: int) -> _Deepest:
+    """Describe the current dead end: the first pending return and the calls before it."""
+    pending = []
+    walk = nxt[0]
+    while walk <= n:
+        pending.append(walk - 1)
+        walk = nxt[walk]
+    blocked = walk - n - 1 if n < walk < 2 * n + 1 else -1
+    frontier = specs[blocked].complete if blocked >= 0 else _INF
+    walk = nxt[u_head]
+    while walk != u_tail and specs[walk - 1].invoke <= frontier:
+        pending.append(walk - 1)
+        walk = nxt[walk]
+    return _Deepest([e[0] for e in stack], state, blocked, pending)
+
+
+# --- results -------------------------------------------------------------------------
+
+
+@dataclass
+class KeyResult:
+    """The verdict for one key. ``ok`` None: not decided before the timeout.
+    ``ops``: operations searched (after dropping uninformative ones); ``states``: cache
+    entries explored."""
+
+    key: str
+    ok: bool | None
+    ops: int
+    dropped: int
+    states: int
+    elapsed: float
+    counterexample: str | None = None
+
+
+@dataclass
+class CheckResult:
+    """``ok``: True linearizable, False not, None undecided (timeout). ``counterexample``
+    explains the first violation found (revision pre-check or first failing key)."""
+
+    ok: bool | None
+    keys: dict[str, KeyResult] = field(default_factory=dict)
+    counterexample: str | None = None
+    elapsed: float = 0.0
+
+    def summary(self) -> str:
+        verdict = {True: "linearizable", False: "NOT linearizable", None: "undecided (timed out)"}[self.ok]
+        lines = [f"{verdict}: {len(self.keys)} keys, {self.elapsed:.3f} s"]
+        for k in sorted(self.keys):
+            r = self.keys[k]
+            v = {True: "ok", False: "VIOLATION", None: "undecided"}[r.ok]
+            lines.append(
+                f"  {k!r}: {v}, {r.ops} ops searched, {r.dropped} dropped, "
+                f"{r.states} states, {r.elapsed:.3f} s"
+            )
+        if self.counterexample:
+            lines.append("")
+            lines.append(self.counterexample)
+        return "\n".join(lines)
+
+
+# --- revision pre-check across keys ----------------------------------------------------
+
+
+def _revision_precheck(ops: Sequence[Op]) -> str | None:
+    """Cross-key revision facts the per-key search cannot see; a description or None."""
+    owner: dict[int, Op] = {}
+    for op in ops:
+        if op.revision is None:
+            continue
+        other = owner.get(op.revision)
+        if other is not None:
+            return (
+                f"revision {op.revision} was reported for two operations:\n"
+                f"  {other.describe()}\n  {op.describe()}"
+            )
+        owner[op.revision] = op
+    seen_on: dict[int, Op] = {}
+    for op in ops:
+        if op.seen is None or op.seen.revision is None:
+            continue
+        r = op.seen.revision
+        writer = owner.get(r)
+        if writer is not None and writer.key != op.key:
+            return (
+                f"revision {r} was seen on key {op.key!r} but written to key {writer.key!r}:\n"
+                f"  {writer.describe()}\n  {op.describe()}"
+            )
+        other = seen_on.get(r)
+        if other is not None and other.key != op.key:
+            return (
+                f"revision {r} was seen on two keys:\n  {other.describe()}\n  {op.describe()}"
+            )
+        seen_on[r] = op
+    # Real time: a write with a lower revision was linearized earlier, so it was invoked
+    # before any operation with a higher revision completed; and an observation of
+    # revision r completed after every write below r had been invoked.
+    items: list[tuple[int, int, Op]] = [(op.revision, 1, op) for op in owner.values()]  # type: ignore[misc]
+    items += [(op.seen.revision, 0, op) for op in seen_on.values()]  # type: ignore[union-attr,misc]
+    for op in ops:  # every observation, not only the first per revision
+        if op.seen is not None and op.seen.revision is not None and seen_on[op.seen.revision] is not op:
+            items.append((op.seen.revision, 0, op))
+    items.sort(key=lambda t: (t[0], t[1]))
+    latest: Op | None = None  # the write with the latest invoke among lower revisions
+    idx = 0
+    while idx < len(items):
+        r = items[idx][0]
+        group = []
+        while idx < len(items) and items[idx][0] == r:
+            group.append(items[idx])
+            idx += 1
+        for _, is_write, op in group:
+            if latest is not None and op.complete is not None and op.complete < latest.invoke:
+                role = "got" if is_write else "saw"
+                return (
+                    f"revision order contradicts real time: an operation that {role} revision {r} "
+                    f"completed before a write with the lower revision {latest.revision} was invoked:\n"
+                    f"  {latest.describe()}\n  {op.describe()}"
+                )
+        for _, is_write, op in group:
+            if is_write and (latest is None or op.invoke > latest.invoke):
+                latest = op
+    return None
+
+
+# --- explaining and shrinking a failing key ---------------------------------------------
+
+
+def _check_ops(ops: Sequence[Op], elsewhere: _Elsewhere,
+               deadline: float | None) -> tuple[list[_Spec], _Outcome, _Forbidden]:
+    """Check one key's operations."""
+    forbidden = _Forbidden(frozenset(op.revision for op in ops if op.revision is not None), elsewhere)
+    specs = _prepare(ops, forbidden)
+    return specs, _search(specs, forbidden, deadline), forbidden
+
+
+def _prefix(ops: Sequence[Op], t: float) -> list[Op]:
+    """The history as it stood at time ``t``: later calls vanish, unanswered ones become
+    unknown (writes) or vanish (observations). Linearizability is prefix-closed."""
+    out = []
+    for op in ops:
+        if op.invoke > t:
+            continue
+        if op.complete is not None and op.complete <= t:
+            out.append(op)
+        elif op.kind != "read" and not op.condition_failed and op.outcome != "fail":
+            out.append(replace(op, outcome="unknown", complete=None, revision=None, seen=None))
+    return out
+
+
+_Failure = tuple  # (ops, specs, outcome, forbidden) of a failing check
+
+
+def _shrink(failure: _Failure, elsewhere: _Elsewhere, deadline: float) -> _Failure:
+    """A smaller failing history of one key than ``failure``'s, found before ``deadline``.
+
+    Only sound reductions: the shortest failing prefix (binary search; linearizability is
+    prefix-closed), then dropping observations (reads and 412s), which only removes
+    constraints, in shrinking chunks while the rest still fails.
+    """
+    best = failure
+
+    def fails(candidate: list[Op]) -> bool:
+        nonlocal best
+        if time.monotonic() > deadline:
+            return False
+        specs, outcome, forbidden = _check_ops(candidate, elsewhere, deadline)
+        if outcome.ok is False:
+            best = (candidate, specs, outcome, forbidden)
+            return True
+        return False
+
+    ops: list[Op] = failure[0]
+    ends = sorted({op.complete for op in ops if op.complete is not None and _informative(op)
+                   and op.outcome != "unknown"})
+    lo, hi = 0, len(ends) - 1  # the whole history, ends[-1], is known to fail
+    while lo < hi and time.monotonic() < deadline:
+        mid = (lo + hi) // 2
+        if fails(_prefix(ops, ends[mid])):
+            hi = mid
+        else:
+            lo = mid + 1
+    if ends and hi < len(ends) - 1 and len(best[0]) == len(ops):
+        fails(_prefix(ops, ends[hi]))
+
+    def observation(op: Op) -> bool:
+        return op.kind == "read" or op.condition_failed
+
+    chunk = max(1, sum(map(observation, best[0])) // 2)
+    while time.monotonic() < deadline:
+        removed_any = False
+        start = 0
+        while time.monotonic() < deadline:
+            ops = best[0]
+            obs = [i for i, op in enumerate(ops) if observation(op)]
+            if start >= len(obs):
+                break
+            drop = set(obs[start:start + chunk])
+            if fails([op for i, op in enumerate(ops) if i not in drop]):
+                removed_any = True
+            else:
+                start += chunk
+        if not removed_any:
+            if chunk == 1:
+                break
+            chunk = max(1, chunk // 2)
+    return best
+
+
+_MAX_LISTED = 40
+
+
+def _explain(key: str, original: int, ops: Sequence[Op], specs: list[_Spec], outcome: _Outcome,
+             forbidden: _Forbidden) -> str:
+    lines = [f"key {key!r} is not linearizable."]
+    shown = sorted(ops, key=lambda op: (op.invoke, op.client))
+    lines.append(
+        f"A sub-history of {len(ops)} of its {original} operations already fails"
+        + (":" if len(shown) <= _MAX_LISTED else f" (last {_MAX_LISTED} by invoke time shown):")
+    )
+    if len(shown) > _MAX_LISTED:
+        lines.append(f"  ... {len(shown) - _MAX_LISTED} earlier operations")
+    lines.extend(f"  {op.describe()}" for op in shown[-_MAX_LISTED:])
+    deepest = outcome.deepest
+    if deepest is not None:
+        lin = deepest.linearized
+        if lin:
+            lines.append(
+                f"At best {len(lin)} of its {len(specs)} searched operations can be linearized, "
+                f"leaving the key {_describe_state(deepest.state)}; the last ones were:"
+            )
+            lines.extend(f"  {specs[i].op.describe()}" for i in lin[-5:])
+        else:
+            lines.append("Not even the first operation can be linearized; the key starts absent.")
+        if deepest.blocked >= 0:
+            lines.append("Then this operation must take effect before it returns, but cannot:")
+            lines.append(f"  {specs[deepest.blocked].op.describe()}")
+        lines.append("Operations that could have gone next, and why they do not fit:")
+        for i in deepest.pending:
+            why = _step(specs[i], deepest.state, forbidden)
+            reason = why if isinstance(why, str) else "fits here, but every continuation fails later"
+            lines.append(f"  {specs[i].op.describe()}: {reason}")
+    return "\n".join(lines)
+
+
+# --- entry point -----------------------------------------------------------------------
+
+
+def check(history: Iterable[Op], timeout: float | None = None, *,
+          shrink_timeout: float = 5.0) -> CheckResult:
+    """Decide whether ``history`` is linearizable for LeifDB's key-value model.
+
+    Keys are checked one at a time, in sorted order, until ``timeout`` seconds have passed
+    (None: no limit); keys not decided by then get ``ok`` None. For the first failing key
+    up to ``shrink_timeout`` seconds (within the timeout) are spent finding a smaller
+    failing sub-history for the counterexample.
+    """
+    start = time.monotonic()
+    deadline = None if timeout is None else start + timeout
+    ops = list(history)
+    result = CheckResult(ok=True)
+
+    problem = _revision_precheck(ops)
+    if problem is not None:
+        result.ok = False
+        result.counterexample = problem
+
+    by_key: dict[str, list[Op]] = defaultdict(list)
+    owner: dict[int, str] = {}
+    seen_on: dict[int, set[str]] = defaultdict(set)
+    for op in ops:
+        by_key[op.key].append(op)
+        if op.revision is not None:
+            owner.setdefault(op.revision, op.key)
+        if op.seen is not None and op.seen.revision is not None:
+            seen_on[op.seen.revision].add(op.key)
+
+    explained = False
+    for key in sorted(by_key):
+        key_ops = by_key[key]
+        t0 = time.monotonic()
+        if deadline is not None and t0 > deadline:
+            result.keys[key] = KeyResult(key, None, 0, 0, 0, 0.0, "not checked: timed out")
+            if result.ok is True:
+                result.ok = None
+            continue
+        elsewhere = _Elsewhere(key, owner, seen_on)
+        specs, outcome, forbidden = _check_ops(key_ops, elsewhere, deadline)
+        kr = KeyResult(key, outcome.ok, len(specs), len(key_ops) - len(specs), outcome.states,
+                       time.monotonic() - t0)
+        result.keys[key] = kr
+        if outcome.ok is None:
+            if result.ok is True:
+                result.ok = None
+        elif outcome.ok is False:
+            result.ok = False
+            if not explained:
+                explained = True
+                budget = time.monotonic() + shrink_timeout
+                if deadline is not None:
+                    budget = min(budget, deadline)
+                small, small_specs, small_outcome, small_forbidden = _shrink(
+                    (key_ops, specs, outcome, forbidden), elsewhere, budget)
+                kr.counterexample = _explain(key, len(key_ops), small, small_specs,
+                                             small_outcome, small_forbidden)
+                if result.counterexample is None:
+                    result.counterexample = kr.counterexample
+                else:
+                    result.counterexample += "\n\n" + kr.counterexample
+            kr.elapsed = time.monotonic() - t0
+    result.elapsed = time.monotonic() - start
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.faults.linearizability",
+        description="Check a saved LeifDB history (JSON lines, one operation per line).",
+    )
+    parser.add_argument("history", help="path to a .jsonl history, or - for stdin")
+    parser.add_argument("--timeout", type=float, default=None, help="give up after this many seconds")
+    parser.add_argument("--shrink-timeout", type=float, default=5.0,
+                        help="seconds to spend shrinking a counterexample (default 5)")
+    args = parser.parse_args(argv)
+    try:
+        ops = load_history(sys.stdin) if args.history == "-" else read_history(args.history)
+    except (OSError, HistoryError) as e:
+        print(f"cannot read history: {e}", file=sys.stderr)
+        return 2
+    result = check(ops, timeout=args.timeout, shrink_timeout=args.shrink_timeout)
+    print(result.summary())
+    return {True: 0, False: 1, None: 3}[result.ok]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

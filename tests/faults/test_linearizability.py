@@ -1,0 +1,667 @@
+"""Tests for the key-value linearizability checker: hand-written histories, generated ones."""
+
+from __future__ import annotations
+
+import io
+import random
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.faults.history import (
+    Condition,
+    HistoryError,
+    Op,
+    Seen,
+    dump_history,
+    load_history,
+    op_from_dict,
+    op_to_dict,
+)
+from tests.faults.linearizability import check, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- compact constructors --------------------------------------------------------------
+
+
+def rd(client: int, t0: float, t1: float | None, value: str | None, rev: int | None = None,
+       key: str = "x", outcome: str = "ok") -> Op:
+    seen = Seen(value, rev) if outcome == "ok" else None
+    return Op(client, key, "read", t0, t1, outcome=outcome, seen=seen)  # type: ignore[arg-type]
+
+
+def put(client: int, t0: float, t1: float | None, value: str, rev: int | None = None,
+        key: str = "x", outcome: str = "ok", cond: Condition | None = None) -> Op:
+    return Op(client, key, "put", t0, t1, outcome=outcome, value=value,  # type: ignore[arg-type]
+              condition=cond, revision=rev)
+
+
+def delete(client: int, t0: float, t1: float | None, rev: int | None = None, key: str = "x",
+           outcome: str = "ok", cond: Condition | None = None) -> Op:
+    return Op(client, key, "delete", t0, t1, outcome=outcome, condition=cond,  # type: ignore[arg-type]
+              revision=rev)
+
+
+def cas_failed(client: int, t0: float, t1: float, cond: Condition, seen: Seen | None,
+               value: str | None = "z", key: str = "x") -> Op:
+    kind = "delete" if value is None else "put"
+    return Op(client, key, kind, t0, t1, outcome="fail", value=value, condition=cond,  # type: ignore[arg-type]
+              seen=seen, condition_failed=True)
+
+
+def prev(value: str) -> Condition:
+    return Condition(prev_value=value)
+
+
+def prev_rev(rev: int) -> Condition:
+    return Condition(prev_revision=rev)
+
+
+ABSENT = Condition(must_be_absent=True)
+
+
+def assert_valid(history: list[Op]) -> None:
+    result = check(history)
+    assert result.ok is True, result.summary()
+
+
+def assert_invalid(history: list[Op]) -> str:
+    result = check(history)
+    assert result.ok is False, result.summary()
+    assert result.counterexample
+    return result.counterexample
+
+
+# --- basic histories ------------------------------------------------------------------
+
+
+def test_empty_history_is_linearizable() -> None:
+    result = check([])
+    assert result.ok is True
+    assert result.keys == {}
+
+
+def test_sequential_history_is_linearizable() -> None:
+    assert_valid([
+        rd(1, 0, 1, None),
+        put(1, 2, 3, "a", rev=1),
+        rd(2, 4, 5, "a", rev=1),
+        put(2, 6, 7, "b", rev=2),
+        rd(1, 8, 9, "b", rev=2),
+        delete(1, 10, 11, rev=3),
+        rd(2, 12, 13, None),
+    ])
+
+
+def test_overlapping_operations_linearize_in_a_non_obvious_order() -> None:
+    # The put invoked first must take effect last; both reads fall inside it.
+    assert_valid([
+        put(1, 0, 10, "a"),
+        put(2, 1, 3, "b"),
+        rd(3, 2, 4, "b"),
+        rd(3, 5, 6, "b"),
+        rd(4, 7, 8, "a"),
+        rd(3, 11, 12, "a"),
+    ])
+
+
+def test_read_concurrent_with_a_write_may_see_either_value() -> None:
+    base = [put(1, 0, 1, "a"), put(2, 2, 6, "b")]
+    assert_valid(base + [rd(3, 3, 4, "a"), rd(4, 3.5, 5, "b")])
+    # ...but not the old value after a read already saw the new one.
+    assert_invalid(base + [rd(3, 3, 4, "b"), rd(4, 4.5, 5, "a")])
+
+
+def test_stale_read_is_a_violation() -> None:
+    text = assert_invalid([
+        put(1, 0, 1, "a"),
+        put(1, 2, 3, "b"),
+        rd(2, 4, 5, "a"),
+    ])
+    assert "read 'x' -> 'a'" in text
+
+
+def test_lost_acknowledged_write_is_a_violation() -> None:
+    assert_invalid([
+        put(1, 0, 1, "a"),
+        rd(2, 2, 3, None),
+    ])
+    assert_invalid([
+        put(1, 0, 1, "a"),
+        put(2, 2, 3, "b"),
+        rd(1, 4, 5, "a"),
+        rd(2, 6, 7, "a"),
+    ])
+
+
+def test_read_of_a_value_nobody_wrote_is_a_violation() -> None:
+    assert_invalid([put(1, 0, 1, "a"), rd(2, 0.5, 3, "ghost")])
+
+
+def test_equal_timestamps_count_as_concurrent() -> None:
+    assert_valid([put(1, 0, 2, "a"), rd(2, 2, 3, None)])
+
+
+# --- conditional writes ---------------------------------------------------------------
+
+
+def test_two_cas_on_the_same_previous_value_cannot_both_succeed() -> None:
+    assert_invalid([
+        put(1, 0, 1, "a"),
+        put(2, 2, 5, "b", cond=prev("a")),
+        put(3, 2, 5, "c", cond=prev("a")),
+    ])
+
+
+def test_two_cas_on_the_same_revision_cannot_both_succeed() -> None:
+    assert_invalid([
+        put(1, 0, 1, "a", rev=1),
+        put(2, 2, 5, "b", cond=prev_rev(1)),
+        put(3, 2, 5, "c", cond=prev_rev(1)),
+    ])
+
+
+def test_two_create_if_absent_cannot_both_succeed() -> None:
+    assert_invalid([
+        put(2, 2, 5, "b", cond=ABSENT),
+        put(3, 2, 5, "c", cond=ABSENT),
+    ])
+
+
+def test_chained_cas_is_linearizable() -> None:
+    assert_valid([
+        put(1, 0, 1, "0"),
+        put(2, 2, 6, "2", cond=prev("1")),
+        put(3, 2, 6, "1", cond=prev("0")),
+        cas_failed(4, 2, 6, prev("0"), Seen("2")),
+        rd(1, 7, 8, "2"),
+    ])
+
+
+def test_conditional_write_applied_twice_is_a_violation() -> None:
+    # The CAS finished before 'a' was written again, so 'b' cannot reappear after it.
+    assert_invalid([
+        put(1, 0, 1, "a"),
+        put(2, 2, 3, "b", cond=prev("a")),
+        rd(3, 4, 5, "b"),
+        put(1, 6, 7, "a"),
+        rd(3, 8, 9, "b"),
+    ])
+
+
+def test_failed_cas_that_saw_an_impossible_value_is_a_violation() -> None:
+    assert_invalid([put(1, 0, 1, "a"), cas_failed(2, 2, 3, prev("q"), Seen("never"))])
+
+
+def test_failed_cas_whose_condition_held_is_a_violation() -> None:
+    # It saw 'a' and was told prev_value='a' failed: a contradiction on its own.
+    assert_invalid([put(1, 0, 1, "a"), cas_failed(2, 2, 3, prev("a"), Seen("a"))])
+    # Without the value, the 412 still says the key was not 'a' at some point in [2, 3].
+    assert_invalid([put(1, 0, 1, "a"), cas_failed(2, 2, 3, prev("a"), None)])
+    assert_valid([put(1, 0, 1, "a"), put(3, 1.5, 2.5, "b"), cas_failed(2, 2, 3, prev("a"), None)])
+
+
+def test_failed_cas_is_an_observation_but_not_a_write() -> None:
+    history = [put(1, 0, 1, "a"), cas_failed(2, 2, 3, prev("q"), Seen("a"), value="z")]
+    assert_valid(history + [rd(3, 4, 5, "a")])
+    assert_invalid(history + [rd(3, 4, 5, "z")])
+
+
+def test_failed_must_be_absent_needs_a_present_key() -> None:
+    assert_invalid([cas_failed(1, 0, 1, ABSENT, None)])
+    assert_valid([put(2, 0, 1, "a"), cas_failed(1, 2, 3, ABSENT, Seen("a"))])
+
+
+def test_prev_revision_is_judged_against_the_current_write() -> None:
+    base = [put(1, 0, 1, "a", rev=1), put(1, 2, 3, "b", rev=2)]
+    assert_valid(base + [put(2, 4, 5, "c", rev=3, cond=prev_rev(2)), rd(3, 6, 7, "c", rev=3)])
+    assert_invalid(base + [put(2, 4, 5, "c", cond=prev_rev(1))])
+    assert_valid(base + [cas_failed(2, 4, 5, prev_rev(1), Seen("b", 2))])
+
+
+def test_failed_and_unknown_outcomes_that_observed_nothing_are_ignored() -> None:
+    assert_valid([
+        put(1, 0, 1, "a"),
+        put(2, 2, 3, "b", outcome="fail"),  # 503 applied=false
+        rd(3, 4, None, None, outcome="unknown"),
+        rd(3, 5, 6, None, outcome="fail"),
+        rd(1, 7, 8, "a"),
+    ])
+
+
+# --- unknown outcomes -----------------------------------------------------------------
+
+
+def test_unknown_write_that_must_have_applied() -> None:
+    assert_valid([
+        put(1, 0, 1, "a"),
+        put(2, 2, None, "b", outcome="unknown"),
+        rd(3, 10, 11, "b"),
+    ])
+
+
+def test_unknown_write_may_never_apply() -> None:
+    assert_valid([
+        put(1, 0, 1, "a"),
+        put(2, 2, 3, "b", outcome="unknown"),
+        rd(3, 10, 11, "a"),
+    ])
+
+
+def test_unknown_write_may_apply_late() -> None:
+    # The client timed out at 3; the write applies after 'c' was acknowledged.
+    assert_valid([
+        put(1, 0, 1, "a"),
+        put(2, 2, 3, "b", outcome="unknown"),
+        put(1, 4, 5, "c"),
+        rd(3, 6, 7, "c"),
+        rd(3, 8, 9, "b"),
+        rd(4, 10, 11, "b"),
+    ])
+
+
+def test_unknown_write_cannot_apply_before_it_was_invoked() -> None:
+    assert_invalid([
+        put(1, 0, 1, "a"),
+        rd(3, 2, 3, "b"),
+        put(2, 4, None, "b", outcome="unknown"),
+    ])
+
+
+def test_unknown_write_applies_at_most_once() -> None:
+    assert_invalid([
+        put(1, 0, 1, "a"),
+        put(2, 2, None, "b", outcome="unknown"),
+        rd(3, 3, 4, "b"),
+        put(1, 5, 6, "a"),
+        rd(3, 7, 8, "b"),
+    ])
+
+
+def test_unknown_conditional_write_applies_only_when_its_condition_holds() -> None:
+    assert_valid([
+        put(1, 0, 1, "a"),
+        put(2, 2, None, "b", cond=prev("a"), outcome="unknown"),
+        rd(3, 3, 4, "b"),
+    ])
+    assert_invalid([
+        put(1, 0, 1, "a"),
+        put(2, 2, None, "b", cond=prev("zzz"), outcome="unknown"),
+        rd(3, 3, 4, "b"),
+    ])
+
+
+# --- deletes --------------------------------------------------------------------------
+
+
+def test_delete_makes_the_key_absent() -> None:
+    base = [put(1, 0, 1, "a"), delete(1, 2, 3)]
+    assert_valid(base + [rd(2, 4, 5, None)])
+    assert_invalid(base + [rd(2, 4, 5, "a")])
+
+
+def test_delete_of_an_absent_key_succeeds_and_recreation_works() -> None:
+    assert_valid([
+        delete(1, 0, 1),
+        rd(2, 2, 3, None),
+        put(1, 4, 5, "a", cond=ABSENT),
+        delete(2, 6, 7, cond=prev("a")),
+        put(1, 8, 9, "b", cond=ABSENT),
+        rd(2, 10, 11, "b"),
+    ])
+
+
+def test_conditional_delete_respects_its_condition() -> None:
+    assert_invalid([put(1, 0, 1, "a"), delete(2, 2, 3, cond=prev("b"))])
+    assert_invalid([delete(2, 2, 3, cond=prev_rev(7))])
+    assert_valid([put(1, 0, 1, "a"), cas_failed(2, 2, 3, prev("b"), Seen("a"), value=None),
+                  rd(3, 4, 5, "a")])
+
+
+def test_unknown_delete_can_explain_an_absent_read() -> None:
+    assert_valid([put(1, 0, 1, "a"), delete(2, 2, None, outcome="unknown"), rd(3, 5, 6, None)])
+    assert_invalid([put(1, 0, 1, "a"), delete(2, 2, 3, outcome="fail"), rd(3, 5, 6, None)])
+
+
+# --- revisions ------------------------------------------------------------------------
+
+
+def test_read_revision_must_match_the_write_that_got_it() -> None:
+    base = [put(1, 0, 1, "a", rev=1), put(1, 2, 3, "b", rev=2)]
+    assert_valid(base + [rd(2, 4, 5, "b", rev=2)])
+    assert_invalid(base + [rd(2, 4, 5, "b", rev=1)])
+    assert_invalid(base + [rd(2, 4, 5, "b", rev=3)])  # the current write's revision is known
+
+
+def test_revisions_must_increase_along_the_linearization() -> None:
+    assert_invalid([put(1, 0, 1, "a", rev=5), put(1, 2, 3, "b", rev=4)])
+    # Concurrent writes may be ordered by their revisions.
+    assert_valid([put(1, 0, 3, "a", rev=5), put(2, 0, 3, "b", rev=4), rd(3, 4, 5, "a")])
+    assert_invalid([put(1, 0, 3, "a", rev=5), put(2, 0, 3, "b", rev=4), rd(3, 4, 5, "b")])
+
+
+def test_revisions_are_unique_and_ordered_across_keys() -> None:
+    assert_invalid([put(1, 0, 1, "a", rev=3, key="x"), put(2, 2, 3, "b", rev=3, key="y")])
+    assert_invalid([put(1, 0, 1, "a", rev=3, key="x"), put(2, 2, 3, "b", rev=2, key="y")])
+    assert_valid([put(1, 0, 1, "a", rev=2, key="x"), put(2, 2, 3, "b", rev=3, key="y")])
+    # Seeing revision 5 on y means the write of revision 4 on x was already invoked.
+    y_written = put(3, 0, None, "b", outcome="unknown", key="y")
+    assert_valid([y_written, rd(1, 0, 1, "b", rev=5, key="y"), put(2, 0.5, 3, "a", rev=4, key="x")])
+    assert_invalid([y_written, rd(1, 0, 1, "b", rev=5, key="y"), put(2, 2, 3, "a", rev=4, key="x")])
+    # A revision written to x cannot be seen on y.
+    assert_invalid([put(1, 0, 1, "a", rev=1, key="x"), put(2, 0, 1, "a", key="y"),
+                    rd(3, 2, 3, "a", rev=1, key="y")])
+
+
+def test_unknown_revision_binds_at_its_first_observation() -> None:
+    base = [put(1, 0, 1, "a", rev=1), put(2, 2, None, "b", outcome="unknown")]
+    assert_valid(base + [rd(3, 5, 6, "b", rev=7), rd(4, 7, 8, "b", rev=7)])
+    assert_invalid(base + [rd(3, 5, 6, "b", rev=7), rd(4, 7, 8, "b", rev=8)])
+    # An unknown revision lies above the revisions linearized before the write.
+    assert_invalid([put(1, 0, 1, "a", rev=5), put(2, 2, 3, "b"), rd(3, 4, 5, "b", rev=4)])
+    # ...and below those linearized after it (here a 412 that reported its own revision).
+    refuted = replace(cas_failed(3, 2, 3, prev("q"), Seen("b")), revision=5)
+    assert_valid([put(2, 0, 1, "b"), refuted, rd(4, 2.5, 4, "b", rev=4)])
+    assert_invalid([put(2, 0, 1, "b"), refuted, rd(4, 2.5, 4, "b", rev=6)])
+
+
+def test_prev_revision_can_match_a_write_whose_revision_was_never_seen() -> None:
+    base = [put(1, 0, 1, "a", rev=1), put(2, 2, None, "b", outcome="unknown")]
+    assert_valid(base + [put(3, 5, 6, "c", rev=9, cond=prev_rev(4)), rd(4, 7, 8, "c", rev=9)])
+    # Once 'b' is known to be current, its revision is neither one reported for another
+    # operation nor one that belongs to another key.
+    seen_b = base + [rd(3, 3, 4, "b")]
+    assert_valid(seen_b + [put(3, 5, 6, "c", cond=prev_rev(3))])
+    assert_invalid(seen_b + [put(3, 5, 6, "c", cond=prev_rev(1))])
+    assert_invalid(seen_b + [put(3, 5, 6, "c", cond=prev_rev(2)), put(5, 0, 1, "q", rev=2, key="y")])
+    assert_invalid(seen_b + [put(3, 5, 6, "c", cond=prev_rev(2)), rd(5, 2, 3, "q", rev=2, key="y"),
+                             put(6, 0, None, "q", outcome="unknown", key="y")])
+
+
+def test_revision_of_a_delete_is_not_a_key_revision() -> None:
+    assert_invalid([put(1, 0, 1, "a", rev=1), delete(1, 2, 3, rev=2), put(1, 4, 5, "b"),
+                    rd(2, 6, 7, "b", rev=2)])
+
+
+# --- keys -----------------------------------------------------------------------------
+
+
+def test_keys_are_checked_independently() -> None:
+    # As one register this would be a stale read; as two keys it is fine.
+    history = [
+        put(1, 0, 1, "a", key="x"),
+        put(1, 2, 3, "b", key="y"),
+        rd(2, 4, 5, "a", key="x"),
+        rd(2, 6, 7, "b", key="y"),
+    ]
+    result = check(history)
+    assert result.ok is True
+    assert set(result.keys) == {"x", "y"}
+    assert all(r.ok for r in result.keys.values())
+
+
+def test_a_failing_key_is_reported_alone() -> None:
+    history = [
+        put(1, 0, 1, "a", key="good"),
+        rd(2, 2, 3, "a", key="good"),
+        put(1, 0, 1, "a", key="bad"),
+        put(1, 2, 3, "b", key="bad"),
+        rd(2, 4, 5, "a", key="bad"),
+    ]
+    result = check(history)
+    assert result.ok is False
+    assert result.keys["good"].ok is True
+    assert result.keys["bad"].ok is False
+    assert result.counterexample is not None and "'bad'" in result.counterexample
+
+
+# --- results, timeouts, counterexamples -----------------------------------------------
+
+
+def test_timeout_leaves_the_verdict_undecided() -> None:
+    result = check([put(1, 0, 1, "a"), rd(2, 2, 3, "a")], timeout=0)
+    assert result.ok is None
+    assert result.keys["x"].ok is None
+
+
+def test_counterexample_is_shrunk_to_the_failing_part() -> None:
+    history = []
+    t = 0.0
+    for i in range(200):
+        history.append(put(1, t, t + 1, f"v{i}"))
+        history.append(rd(2, t + 1.5, t + 2.5, f"v{i}"))
+        t += 3
+    history.append(rd(2, t, t + 1, "v150"))  # stale
+    history.append(put(1, t + 2, t + 3, "tail"))
+    result = check(history)
+    assert result.ok is False
+    text = result.counterexample or ""
+    assert "read 'x' -> 'v150'" in text
+    # Only the writes and the one stale read survive the shrinking: no other read is listed.
+    assert text.count("read 'x'") <= 3
+
+
+# --- the history format and the command line ------------------------------------------
+
+
+SAMPLE = [
+    put(1, 0.5, 1.25, "a", rev=3),
+    put(2, 1.0, None, "b", outcome="unknown", cond=prev_rev(3)),
+    delete(3, 1.0, 2.0, outcome="fail"),
+    cas_failed(1, 2.0, 3.0, ABSENT, Seen("a", 3)),
+    cas_failed(1, 2.0, 3.0, prev("q"), None, value=None),
+    rd(2, 4.0, 5.0, None, key="other"),
+    rd(2, 6.0, 7.0, "b", rev=9),
+]
+
+
+def test_history_round_trips_through_json_lines() -> None:
+    buf = io.StringIO()
+    dump_history(SAMPLE, buf)
+    text = buf.getvalue()
+    assert len(text.splitlines()) == len(SAMPLE)
+    assert load_history(io.StringIO("# a comment\n\n" + text)) == SAMPLE
+    assert [op_from_dict(op_to_dict(op)) for op in SAMPLE] == SAMPLE
+
+
+@pytest.mark.parametrize("line", [
+    '{"client": 1, "key": "x", "kind": "read", "invoke": 0, "complete": 1}',  # ok read, no seen
+    '{"client": 1, "key": "x", "kind": "put", "invoke": 0, "complete": 1}',  # no value
+    '{"client": 1, "key": "x", "kind": "read", "invoke": 2, "complete": 1, "seen": {"value": null}}',
+    '{"client": 1, "key": "x", "kind": "put", "value": "a", "invoke": 0, "complete": null}',
+    '{"client": 1, "key": "x", "kind": "put", "value": "a", "invoke": 0, "complete": 1, "bogus": 1}',
+    '{"client": 1, "key": "x", "kind": "put", "value": "a", "invoke": 0, "complete": 1,'
+    ' "condition": {"prev_value": "a", "must_be_absent": true}}',
+    '{"client": 1, "key": "x", "kind": "put", "value": "a", "invoke": 0, "complete": 1,'
+    ' "outcome": "fail", "condition_failed": true}',  # 412 without a condition
+    '{"client": 1, "key": "x", "kind": "read", "invoke": 0, "complete": 1,'
+    ' "seen": {"value": null, "revision": 3}}',
+    'not json',
+])
+def test_malformed_lines_are_rejected(line: str) -> None:
+    with pytest.raises(HistoryError):
+        load_history(io.StringIO(line + "\n"))
+
+
+def test_command_line_exit_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.jsonl"
+    bad = tmp_path / "bad.jsonl"
+    with good.open("w") as f:
+        dump_history([put(1, 0, 1, "a"), rd(2, 2, 3, "a")], f)
+    with bad.open("w") as f:
+        dump_history([put(1, 0, 1, "a"), rd(2, 2, 3, "b")], f)
+    assert main([str(good)]) == 0
+    assert "linearizable" in capsys.readouterr().out
+    assert main([str(bad)]) == 1
+    assert "NOT linearizable" in capsys.readouterr().out
+    assert main([str(tmp_path / "missing.jsonl")]) == 2
+    assert main([str(good), "--timeout", "0"]) == 3
+
+
+def test_module_runs_from_the_command_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    with bad.open("w") as f:
+        dump_history([put(1, 0, 1, "a"), put(1, 2, 3, "b"), rd(2, 4, 5, "a")], f)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.faults.linearizability", str(bad)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "key 'x' is not linearizable" in proc.stdout
+
+
+# --- generated histories --------------------------------------------------------------
+
+
+def generate(rng: random.Random, n_ops: int, keys: int, clients: int, *,
+             p_unknown: float = 0.08, p_unavailable: float = 0.04,
+             p_report: float = 0.7) -> list[Op]:
+    """A history produced by a real sequential store: every operation takes effect at a
+    random point inside its interval (an unknown write maybe later, maybe never), so the
+    history is linearizable by construction."""
+    free_at = [0.0] * clients
+    slots = []
+    for _ in range(n_ops):
+        c = rng.randrange(clients)
+        invoke = free_at[c] + rng.expovariate(2.0)
+        complete = invoke + rng.expovariate(0.5)
+        free_at[c] = complete
+        slots.append((c, invoke, complete))
+    # Choose what each slot does and when it takes effect.
+    plans = []
+    for c, invoke, complete in slots:
+        roll = rng.random()
+        if roll < p_unknown:
+            outcome = "unknown"
+            point = invoke + rng.expovariate(0.2)  # may be long after the timeout
+            applies = rng.random() < 0.5
+            end = rng.choice([complete, None])
+        elif roll < p_unknown + p_unavailable:
+            outcome, point, applies, end = "fail", rng.uniform(invoke, complete), False, complete
+        else:
+            outcome, point, applies, end = "ok", rng.uniform(invoke, complete), True, complete
+        plans.append((point, c, invoke, end, outcome, applies))
+    plans.sort()
+
+    store: dict[str, tuple[str, int]] = {}
+    log_index = 0
+    history: list[Op] = []
+    names = [f"k{i}" for i in range(keys)]
+    written: dict[str, list[str]] = {k: [] for k in names}
+    for n, (_, c, invoke, end, outcome, applies) in enumerate(plans):
+        key = rng.choice(names)
+        current = store.get(key)
+        roll = rng.random()
+        if roll < 0.4:
+            if outcome == "ok":
+                rev = current[1] if current and rng.random() < p_report else None
+                seen = Seen(current[0], rev) if current else Seen(None)
+                history.append(Op(c, key, "read", invoke, end, seen=seen))
+            else:
+                history.append(Op(c, key, "read", invoke, end, outcome=outcome))  # type: ignore[arg-type]
+            continue
+        kind = "delete" if roll < 0.5 else "put"
+        value = f"v{n}" if kind == "put" else None
+        cond = None
+        if roll >= 0.75:  # conditional
+            pick = rng.random()
+            if pick < 0.4:
+                target = current[0] if current and rng.random() < 0.7 else rng.choice(written[key] or ["none"])
+                cond = Condition(prev_value=target)
+            elif pick < 0.8:
+                target_rev = current[1] if current and rng.random() < 0.7 else rng.randint(1, log_index + 2)
+                cond = Condition(prev_revision=target_rev)
+            else:
+                cond = Condition(must_be_absent=True)
+        if not applies:
+            history.append(Op(c, key, kind, invoke, end, outcome=outcome,  # type: ignore[arg-type]
+                              value=value, condition=cond))
+            continue
+        if cond is None:
+            holds = True
+        elif cond.prev_value is not None:
+            holds = current is not None and current[0] == cond.prev_value
+        elif cond.prev_revision is not None:
+            holds = current is not None and current[1] == cond.prev_revision
+        else:
+            holds = current is None
+        log_index += 1
+        report = outcome == "ok" and rng.random() < p_report
+        if holds:
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = (value, log_index)
+                written[key].append(value)
+            history.append(Op(c, key, kind, invoke, end, outcome=outcome,  # type: ignore[arg-type]
+                              value=value, condition=cond, revision=log_index if report else None))
+        elif outcome == "unknown":
+            history.append(Op(c, key, kind, invoke, end, outcome="unknown",  # type: ignore[arg-type]
+                              value=value, condition=cond))
+        else:
+            seen = None
+            if rng.random() < 0.8:
+                seen = Seen(current[0], current[1] if rng.random() < p_report else None) if current else Seen(None)
+            history.append(Op(c, key, kind, invoke, end, outcome="fail",  # type: ignore[arg-type]
+                              value=value, condition=cond, seen=seen, condition_failed=True))
+    rng.shuffle(history)  # the checker must not depend on the order of the list
+    return history
+
+
+def test_generated_histories_are_linearizable() -> None:
+    rng = random.Random(20261126)
+    for _ in range(60):
+        history = generate(rng, rng.randint(20, 150), rng.randint(1, 3), rng.randint(2, 6))
+        result = check(history, timeout=30)
+        assert result.ok is True, result.summary()
+
+
+def test_generated_histories_with_a_read_of_a_ghost_value_are_not() -> None:
+    rng = random.Random(7)
+    mutated = 0
+    for _ in range(60):
+        history = generate(rng, rng.randint(20, 150), rng.randint(1, 3), rng.randint(2, 6))
+        reads = [i for i, op in enumerate(history) if op.kind == "read" and op.outcome == "ok"]
+        if not reads:
+            continue
+        i = rng.choice(reads)
+        history[i] = replace(history[i], seen=Seen("never-written"))
+        result = check(history, timeout=30)
+        assert result.ok is False, result.summary()
+        assert "never-written" in (result.counterexample or "")
+        mutated += 1
+    assert mutated > 40
+
+
+def test_generated_histories_with_a_read_of_a_wrong_revision_are_not() -> None:
+    rng = random.Random(11)
+    mutated = 0
+    for _ in range(60):
+        history = generate(rng, rng.randint(40, 150), rng.randint(1, 3), rng.randint(2, 6), p_report=1.0)
+        writes = [op for op in history if op.kind == "put" and op.revision is not None]
+        reads = [i for i, op in enumerate(history)
+                 if op.kind == "read" and op.outcome == "ok" and op.seen and op.seen.revision]
+        pairs = [(i, w) for i in reads for w in writes
+                 if w.key == history[i].key and w.value != history[i].seen.value]  # type: ignore[union-attr]
+        if not pairs:
+            continue
+        i, w = rng.choice(pairs)
+        history[i] = replace(history[i], seen=Seen(history[i].seen.value, w.revision))  # type: ignore[union-attr]
+        result = check(history, timeout=30)
+        assert result.ok is False, result.summary()
+        mutated += 1
+    assert mutated > 30
+
+
+def test_a_thousand_operations_on_five_keys_check_quickly() -> None:
+    rng = random.Random(1000)
+    history = generate(rng, 1000, 5, 5)
+    result = check(history, timeout=60)
+    assert result.ok is True, result.summary()
+    assert len(result.keys) == 5
+    assert sum(r.ops + r.dropped for r in result.keys.values()) == 1000
