@@ -29,7 +29,10 @@ class LogStorage(Protocol):
         """Make everything staged durable, with one fsync for the whole batch."""
 
     def compact(self, meta: SnapshotMeta) -> None:
-        """A snapshot through ``meta.last_included_index`` is durable: entries up to it may go."""
+        """A snapshot through ``meta.last_included_index`` is durable: entries up to it may go.
+        Later entries stay only if the stored entry at that index has ``meta``'s term;
+        otherwise (a follower that installed a leader's snapshot over a divergent log) they
+        are dropped too, since they are not known to follow the snapshot."""
 
     def close(self) -> None:
         """Release files and locks."""
@@ -69,10 +72,11 @@ class MemoryStorage:
             self._staged_hard_state = None
 
     def compact(self, meta: SnapshotMeta) -> None:
+        index, term = meta.last_included_index, meta.last_included_term
+        entries = self._durable.entries
+        follows = any(e.index == index and e.term == term for e in entries)
         self._durable.snapshot = meta
-        self._durable.entries = [
-            e for e in self._durable.entries if e.index > meta.last_included_index
-        ]
+        self._durable.entries = [e for e in entries if e.index > index] if follows else []
 
     def crash(self) -> None:
         """Lose everything not yet synced."""
