@@ -1,0 +1,40 @@
+"""The validated settings of one node, produced by ``leifdb.config`` from flags and
+environment, consumed by ``leifdb.node`` and ``leifdb.tap``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from leifdb.raft.messages import Member
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """``node_id`` is this node's identity (its ``name=`` in ``members``, else
+    ``host:raft_port``). ``members`` lists every voter, this node included; each member's
+    ``raft_address`` is where peers dial it (for this node: where it is reached, while
+    ``raft_listen_port`` is what it binds). ``http_address`` is the ``host:port`` clients
+    (and redirects) use for this node."""
+
+    node_id: str
+    members: tuple[Member, ...]
+    http_address: str
+    http_port: int
+    raft_listen_port: int
+    data_dir: Path
+    listen_interface: str = ""
+    election_timeout_ms: int = 1000
+    heartbeat_interval_ms: int = 100
+    snapshot_entries: int = 10_000
+    retain_snapshots: int = 2
+    max_key_bytes: int = 1024
+    max_value_bytes: int = 1024 * 1024
+    cluster_id: str = "leifdb"
+    log_level: str = "info"
+
+    def member(self, node_id: str) -> Member:
+        for member in self.members:
+            if member.id == node_id:
+                return member
+        raise KeyError(node_id)
