@@ -36,6 +36,22 @@ proto: $(STAMP)
 soak: $(STAMP)
 	$(PY) -m tests.sim.soak --duration $(DURATION)
 
+chaos: $(STAMP)
+	$(PY) -m tests.faults.runner --duration $(DURATION) --nodes 5 $(if $(SEED),--seed $(SEED))
+
+bench: $(STAMP)
+	$(PY) bench/storage_bench.py
+	$(PY) bench/cluster_bench.py
+
+cluster: $(STAMP)
+	$(PY) -m leifdb.cluster start --nodes 3 --http-base $(HTTP_PORT) --raft-base $(RAFT_PORT)
+
+cluster-status: $(STAMP)
+	$(PY) -m leifdb.cluster status
+
+cluster-stop: $(STAMP)
+	$(PY) -m leifdb.cluster stop
+
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +

@@ -26,6 +26,7 @@ from leifdb.kv.store import KVStore
 from leifdb.nodeconfig import NodeConfig
 from leifdb.raft.core import Config, NotLeader, RaftCore
 from leifdb.raft.messages import (
+    AppendEntries,
     Entry,
     EntryType,
     InstallSnapshot,
@@ -37,6 +38,8 @@ from leifdb.raft.messages import (
 )
 
 log = Logger(namespace="leifdb.node")
+
+_LEADER_MESSAGES = (AppendEntries, InstallSnapshot)
 
 SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 
@@ -112,6 +115,7 @@ class Node:
         self._snapshot_meta = SnapshotMeta()
         self._stopping = False
         self._failed: Failure | None = None
+        self._durable_vote: tuple[int, str | None] = (0, None)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,6 +160,7 @@ class Node:
             heartbeat_ticks=1,
         )
         self.core = RaftCore(core_config, state, self._rng)
+        self._durable_vote = (state.hard_state.term, state.hard_state.voted_for)
         if meta.last_included_index:
             self.core.snapshot_meta = meta
         self.transport = self._make_transport(self)
@@ -291,15 +296,32 @@ class Node:
         d.addCallback(lambda installed: self._persist(ready, installed))
         d.addErrback(self._fatal)
 
-    def _persist(self, ready: Ready, installed: tuple | None) -> Deferred:
-        d = self.storage.persist(ready.hard_state, ready.entries)
-        d.addCallback(lambda _: self._after_persist(ready, installed))
+    def _persist(self, ready: Ready, installed: tuple | None) -> Deferred | None:
+        """Persist, then carry on. A leader's appends and heartbeats leave before its own
+        fsync (Raft §10.2.1): it counts itself toward a commit only once durable, so
+        nothing unsafe can be acknowledged; every other message waits for the fsync."""
+        early: list[Message] = []
+        late = ready.messages
+        if self.core.role is Role.LEADER:
+            term = self.core.term
+            early = [m for m in late if isinstance(m, _LEADER_MESSAGES) and m.term == term]
+            late = [m for m in late if not (isinstance(m, _LEADER_MESSAGES) and m.term == term)]
+            self._send_all(early)
+        hs = ready.hard_state
+        vote_changed = hs is not None and (hs.term, hs.voted_for) != self._durable_vote
+        if not ready.entries and not vote_changed:
+            self._after_persist(ready, installed, late)
+            return None
+        d = self.storage.persist(hs if vote_changed else None, ready.entries)
+        if vote_changed:
+            self._durable_vote = (hs.term, hs.voted_for)
+        d.addCallback(lambda _: self._after_persist(ready, installed, late))
         return d
 
-    def _after_persist(self, ready: Ready, installed: tuple | None) -> None:
+    def _after_persist(self, ready: Ready, installed: tuple | None, messages: list[Message]) -> None:
         if self._stopping:
             return
-        self._send_all(ready.messages)
+        self._send_all(messages)
         self._apply(ready.committed)
         self._handle_reads(ready)
         if ready.soft_state is not None:
