@@ -107,7 +107,9 @@ class Node:
         self._proposals: dict[int, _Proposal] = {}
         self._reads: dict[int, tuple[Deferred, Any]] = {}
         self._read_waiters: list[tuple[int, Deferred]] = []
-        self._read_ids = itertools.count(1)
+        # Read ids start at a random point in every incarnation, so a reply meant for a
+        # read of a previous incarnation of this node can never answer a new one.
+        self._read_ids = itertools.count((self._rng.getrandbits(40) << 16) + 1)
         self._tick_call: Any = None
         self._drain_call: Any = None
         self._busy = False
@@ -322,19 +324,21 @@ class Node:
         if self._stopping:
             return
         self._send_all(messages)
+        if installed is not None and installed[1]:
+            # Ready order: a completed snapshot replaces the state machine before the
+            # committed entries that follow it are applied on top.
+            meta, _ok, kv = installed
+            self._kv = kv
+            self._snapshot_meta = meta
+            log.info("Installed snapshot {index} from the leader", index=meta.last_included_index)
         self._apply(ready.committed)
+        self._release_read_waiters()
         self._handle_reads(ready)
         if ready.soft_state is not None:
             self._on_soft_state(ready)
         self.core.advance(ready)
         if installed is not None:
-            meta, ok, kv = installed
-            if ok:
-                self._kv = kv
-                self._snapshot_meta = meta
-                self._release_read_waiters()
-                log.info("Installed snapshot {index} from the leader", index=meta.last_included_index)
-            self.core.snapshot_installed(meta, ok)
+            self.core.snapshot_installed(installed[0], installed[1])
         self._busy = False
         self._maybe_snapshot()
         self._schedule_drain()

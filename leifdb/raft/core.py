@@ -754,8 +754,10 @@ class RaftCore:
         self._leader_read(msg.src, msg.read_id)
 
     def _on_read_index_reply(self, msg: ReadIndexReply) -> None:
-        if self._forwarded_reads.pop(msg.read_id, None) is None:
+        """Only the leader asked, in the current term, may answer a forwarded read."""
+        if self._forwarded_reads.get(msg.read_id) != msg.src or msg.term != self.term:
             return
+        del self._forwarded_reads[msg.read_id]
         self._read_states.append(ReadState(msg.read_id, msg.read_index, msg.success))
 
 

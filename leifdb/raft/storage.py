@@ -30,6 +30,7 @@ class LogStorage(Protocol):
 
     def compact(self, meta: SnapshotMeta) -> None:
         """A snapshot through ``meta.last_included_index`` is durable: entries up to it may go.
+        A snapshot older than the current one is ignored (compactions may finish out of order).
         Later entries stay only if the stored entry at that index has ``meta``'s term;
         otherwise (a follower that installed a leader's snapshot over a divergent log) they
         are dropped too, since they are not known to follow the snapshot."""
@@ -73,6 +74,8 @@ class MemoryStorage:
 
     def compact(self, meta: SnapshotMeta) -> None:
         index, term = meta.last_included_index, meta.last_included_term
+        if index <= self._durable.snapshot.last_included_index:
+            return
         entries = self._durable.entries
         follows = any(e.index == index and e.term == term for e in entries)
         self._durable.snapshot = meta
