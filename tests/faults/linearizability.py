@@ -9,40 +9,43 @@ Algorithm: Wing & Gong's search with Lowe's memoization, as in Knossos and Porcu
 history of a key-value store is linearizable iff the sub-history of every key is
 (P-compositionality), so each key is checked alone. For one key the search walks a linked
 list of call/return events, tries to linearize a pending call next, and backtracks when it
-meets the return of an operation it could not place; a cache of (set of linearized
-operations as a bitset, model state) prunes configurations already explored.
+meets the return of an operation it could not place; a cache of (linearized operations as
+a bitset, model state) prunes configurations already explored. ``_search`` lists the
+further exact prunings that keep thousands of operations per key fast.
 
 How outcomes enter the search:
 
 * ok: must be linearized between invoke and complete, and must produce its recorded result.
 * fail with a 412 (``condition_failed``): a read that saw the condition false (and the
   current value, when the answer carried it); it writes nothing. Other fails are dropped.
-* unknown: a write that may take effect at any point after invoke, or never; it has no
-  deadline and need not be linearized at all. Unknown reads carry no information and are
-  dropped. An unknown put whose value no other operation mentions (no read or 412 saw it,
-  no prev_value names it) cannot explain anything, so it is dropped too, unless the key has
-  412s without a reported value or prev_revision conditions naming an unknown revision.
+* unknown: a write that may take effect at any point after invoke (even after its timeout),
+  or never. Unknown reads carry no information and are dropped. ``_prepare`` turns most
+  unknown puts into something cheaper: one whose value was observed by a definite operation
+  (and that nobody else writes) must have applied before that observer completed, so it
+  gets that deadline; one whose value nothing observes is dropped when nothing else could
+  reveal it. Write unique values and keep the current value in 412 answers for speed.
 
 Revisions (sound, not complete):
 
-* known revisions (reported by the answer) are checked exactly: a read or 412 that reports
-  revision r of a key whose current write has revision r' != r fails; revisions increase
-  along each key's linearization; a prev_revision condition compares with the current
-  write's revision.
+* reported revisions are checked exactly: a read or 412 that reports revision r of a key
+  whose current write has revision r' != r fails; revisions increase along each key's
+  linearization; a prev_revision condition compares with the current write's revision.
 * a write whose revision was never reported (unknown outcome, or an answer without it) has
-  an unknown revision. It lies strictly between the last known revision linearized before
-  it and the first known one linearized after it, and is never a revision reported for any
-  other operation or seen on another key. The first observation that names it (a read
+  an unknown revision: strictly between the last revision linearized before it and the
+  first one linearized after it, never a revision reported for another operation or seen
+  on another key or with another value. The first observation that names it (a read
   reporting revision r, a prev_revision=r condition that held) binds it to r from then on.
   So a prev_revision condition can match any write whose revision was never observed, as
   long as the bounds allow. Integer gaps are not counted (revisions are treated as dense),
   and a 412 on prev_revision against an unknown revision is always accepted.
 * across keys, a cheap pre-check: reported revisions are unique; a revision seen on one key
   was not reported for or seen on another; and revision order never contradicts real time
-  (if a's revision is below b's, a was invoked before b completed).
+  (if a's revision is below b's, a was invoked before b completed; an operation that saw
+  revision r completed after every write below r was invoked).
 
-The initial state of every key is absent: check histories taken on a fresh cluster, or
-record set-up writes as operations.
+Times are compared as given: equal times count as concurrent. The initial state of every
+key is absent: check histories taken on a fresh cluster, or record set-up writes as
+operations.
 
 Command line: ``python -m tests.faults.linearizability history.jsonl [--timeout S]``;
 exit status 0 linearizable, 1 not, 2 bad input, 3 undecided (timeout).
@@ -109,10 +112,11 @@ class _Spec:
 
     __slots__ = (
         "op", "mode", "cond_kind", "cond_arg", "new_value", "rev",
-        "has_seen", "seen_value", "seen_rev", "required", "invoke", "complete",
+        "has_seen", "seen_value", "seen_rev", "required", "invoke", "complete", "promoted",
     )
 
-    def __init__(self, op: Op) -> None:
+    def __init__(self, op: Op, deadline: float | None = None) -> None:
+        """``deadline``: an unknown write that must have applied by then (see ``_prepare``)."""
         self.op = op
         if op.kind == "read":
             self.mode = _OBSERVE
@@ -134,9 +138,19 @@ class _Spec:
         self.has_seen = op.seen is not None
         self.seen_value = op.seen.value if op.seen else None
         self.seen_rev = op.seen.revision if op.seen else None
-        self.required = op.outcome != "unknown"
+        self.promoted = deadline is not None
+        self.required = op.outcome != "unknown" or self.promoted
         self.invoke = op.invoke
-        self.complete = op.complete if self.required else _INF
+        if deadline is not None:
+            self.complete = deadline
+        else:
+            self.complete = op.complete if op.outcome != "unknown" else _INF
+
+    def describe(self) -> str:
+        text = self.op.describe()
+        if self.promoted:
+            text += f" (its value was observed: it applied by {self.complete:.6g})"
+        return text
 
 
 # --- revision facts from the whole history ---------------------------------------
@@ -161,18 +175,35 @@ class _Elsewhere:
         return bool(keys) and (len(keys) > 1 or self.key not in keys)
 
 
-class _Forbidden:
-    """What an unknown revision on one key cannot be: a revision reported for one of the
-    key's own operations, or one that belongs to another key."""
+class _Revisions:
+    """What the history says about one key's revisions, for writes whose own revision is
+    unknown: it is not one reported for another operation of the key, nor one belonging
+    to another key, and if some operation saw the key at revision r with value v, only a
+    write of v can have revision r."""
 
-    __slots__ = ("own", "elsewhere")
+    __slots__ = ("own", "elsewhere", "seen_value")
 
-    def __init__(self, own: frozenset[int], elsewhere: _Elsewhere) -> None:
-        self.own = own
+    def __init__(self, ops: Sequence[Op], elsewhere: _Elsewhere) -> None:
+        self.own = frozenset(op.revision for op in ops if op.revision is not None)
         self.elsewhere = elsewhere
+        self.seen_value = {
+            op.seen.revision: op.seen.value
+            for op in ops
+            if op.seen is not None and op.seen.revision is not None
+        }
 
-    def __contains__(self, r: object) -> bool:
-        return r in self.own or r in self.elsewhere
+    def why_not(self, r: int, value: str) -> str | None:
+        """Why a write of ``value`` whose revision is unknown cannot have revision ``r``."""
+        if r in self.own or r in self.elsewhere:
+            return f"revision {r} belongs to another operation"
+        seen = self.seen_value.get(r, value)
+        if seen != value:
+            return f"revision {r} was seen with value {seen!r}"
+        return None
+
+    def unseen(self, r: int) -> bool:
+        """Whether ``r`` could be the revision of a write nobody saw."""
+        return not (r in self.own or r in self.elsewhere or r in self.seen_value)
 
 
 # --- the model -------------------------------------------------------------------------
@@ -180,26 +211,27 @@ class _Forbidden:
 # operation cannot take effect in this state.
 
 
-def _bind(state: State, r: int, forbidden: _Forbidden) -> State | str:
+def _bind(state: State, r: int, revs: _Revisions) -> State | str:
     value, _, lo, hi, last = state
-    if r in forbidden:
-        return f"revision {r} belongs to another operation"
+    why = revs.why_not(r, value)
+    if why is not None:
+        return why
     if not lo < r < hi:
         return f"revision {r} is outside ({lo}, {hi}) allowed for the current write"
     return (value, r, 0, 0, last if last > r else r)
 
 
-def _observe(state: State, value: str | None, rev: int | None, forbidden: _Forbidden) -> State | str:
+def _observe(state: State, value: str | None, rev: int | None, revs: _Revisions) -> State | str:
     if state[0] != value:
         return "value differs"
     if rev is None or value is None:
         return state
     if state[1] is not None:
         return state if state[1] == rev else "revision differs"
-    return _bind(state, rev, forbidden)
+    return _bind(state, rev, revs)
 
 
-def _cond_holds(state: State, kind: int, arg: object, forbidden: _Forbidden) -> State | str:
+def _cond_holds(state: State, kind: int, arg: object, revs: _Revisions) -> State | str:
     if kind == _PREV_VALUE:
         return state if state[0] == arg else "condition false"
     if kind == _MUST_BE_ABSENT:
@@ -208,7 +240,7 @@ def _cond_holds(state: State, kind: int, arg: object, forbidden: _Forbidden) -> 
         return "condition false"
     if state[1] is not None:
         return state if state[1] == arg else "condition false"
-    return _bind(state, arg, forbidden)  # type: ignore[arg-type]
+    return _bind(state, arg, revs)  # type: ignore[arg-type]
 
 
 def _cond_can_fail(state: State, kind: int, arg: object) -> bool:
@@ -219,10 +251,10 @@ def _cond_can_fail(state: State, kind: int, arg: object) -> bool:
     return state[0] is None or state[1] is None or state[1] != arg
 
 
-def _step(s: _Spec, state: State, forbidden: _Forbidden) -> State | str:
+def _step(s: _Spec, state: State, revs: _Revisions) -> State | str:
     """The state after ``s`` takes effect in ``state``, or why it cannot."""
     if s.has_seen:
-        state = _observe(state, s.seen_value, s.seen_rev, forbidden)
+        state = _observe(state, s.seen_value, s.seen_rev, revs)
         if state.__class__ is str:
             return state
     mode = s.mode
@@ -241,7 +273,7 @@ def _step(s: _Spec, state: State, forbidden: _Forbidden) -> State | str:
             hi = r
         return (value, rev, lo, hi, r)
     if s.cond_kind != _NO_COND:
-        state = _cond_holds(state, s.cond_kind, s.cond_arg, forbidden)
+        state = _cond_holds(state, s.cond_kind, s.cond_arg, revs)
         if state.__class__ is str:
             return state
     last = state[4]
@@ -275,35 +307,57 @@ def _informative(op: Op) -> bool:
     return True
 
 
-def _prepare(ops: Sequence[Op], forbidden: _Forbidden) -> list[_Spec]:
-    """Drop uninformative operations and unknown puts nothing could observe; sort by invoke.
+def _prepare(ops: Sequence[Op], revs: _Revisions) -> list[_Spec]:
+    """The operations the search needs, sorted by invoke time.
 
-    An unknown put can be dropped when its value is never seen nor named by a prev_value
-    condition, every 412 reports the value it saw, and every prev_revision condition names
-    a revision in ``forbidden`` (so it cannot bind an unknown revision): then any state it
-    leaves is replaced by a later write before anything could distinguish it.
+    Beyond dropping uninformative operations, two exact simplifications of unknown puts
+    (with unique values, as a test client should write, they remove most of them):
+
+    * one whose value some definite operation observed (ok read or 412 that saw it, ok
+      conditional write on prev_value equal to it), and that no other operation writes,
+      must have applied before the first such observer completed: it becomes required,
+      with that deadline;
+    * one whose value nothing observes or names can be dropped, unless an operation that
+      it could explain completed after its invoke: a 412 that did not report the value it
+      saw, or a prev_revision naming a revision nobody saw. Any state it left would be
+      overwritten before anything could tell it apart.
     """
     ops = [op for op in ops if _informative(op)]
+    writers: dict[str, int] = defaultdict(int)
+    needed_by: dict[str, float] = {}
     mentioned: set[str] = set()
-    prunable = True
+    blocked_until = -_INF
     for op in ops:
+        if op.kind == "put" and op.outcome != "fail":
+            writers[op.value] += 1  # type: ignore[index]
+        observed = []
         if op.seen is not None and op.seen.value is not None:
-            mentioned.add(op.seen.value)
+            observed.append(op.seen.value)
         cond = op.condition
-        if cond is not None:
-            if cond.prev_value is not None:
-                mentioned.add(cond.prev_value)
-            elif cond.prev_revision is not None and cond.prev_revision not in forbidden:
-                prunable = False
-        if op.condition_failed and op.seen is None:
-            prunable = False
-    if prunable:
-        ops = [
-            op for op in ops
-            if not (op.outcome == "unknown" and op.kind == "put" and op.value not in mentioned)
-        ]
-    ops.sort(key=lambda op: (op.invoke, _INF if op.complete is None else op.complete))
-    return [_Spec(op) for op in ops]
+        if cond is not None and cond.prev_value is not None:
+            mentioned.add(cond.prev_value)
+            if op.outcome == "ok":
+                observed.append(cond.prev_value)
+        for v in observed:
+            mentioned.add(v)
+            if op.complete is not None and op.complete < needed_by.get(v, _INF):
+                needed_by[v] = op.complete
+        explains = (op.condition_failed and op.seen is None) or (
+            cond is not None and cond.prev_revision is not None and revs.unseen(cond.prev_revision))
+        if explains:
+            end = _INF if op.complete is None else op.complete
+            blocked_until = max(blocked_until, end)
+    specs = []
+    for op in sorted(ops, key=lambda op: (op.invoke, _INF if op.complete is None else op.complete)):
+        if op.outcome == "unknown" and op.kind == "put":
+            value = op.value
+            if value not in mentioned and blocked_until < op.invoke:
+                continue
+            if value in needed_by and writers[value] == 1:  # type: ignore[index]
+                specs.append(_Spec(op, needed_by[value]))  # type: ignore[index]
+                continue
+        specs.append(_Spec(op))
+    return specs
 
 
 # --- the search ------------------------------------------------------------------------
@@ -324,12 +378,13 @@ class _Outcome:
     ok: bool | None
     states: int
     deepest: _Deepest | None
+    impossible: int = -1  # an operation that observed a value no operation writes
 
 
 _CLOCK_EVERY = 2048
 
 
-def _search(specs: list[_Spec], forbidden: _Forbidden, deadline: float | None) -> _Outcome:
+def _search(specs: list[_Spec], revs: _Revisions, deadline: float | None) -> _Outcome:
     """Wing & Gong / Lowe search over ``specs``; ok None if ``deadline`` passed first.
 
     Operations with an answer (required) sit in a linked list of call and return events in
@@ -337,13 +392,20 @@ def _search(specs: list[_Spec], forbidden: _Forbidden, deadline: float | None) -
     frontier). Unknown writes sit in a second list, by invoke time, and are tried only
     after the required candidates: they have no deadline and need not be linearized.
 
-    Two prunings beyond Lowe's cache, both exact:
+    Prunings beyond Lowe's cache, all exact (the brute-force test in test_linearizability
+    checks the verdicts):
 
     * a configuration is (required ops linearized, state, unknown writes applied); it is
       skipped if one with the same required ops and state and a subset of those unknown
       writes was already explored, since that one had every option this one has;
     * an observation (read or 412) that fits without changing the state is linearized at
-      once with no alternatives: a linearization placing it later can place it now instead.
+      once with no alternatives: a linearization placing it later can place it now instead;
+    * an unconditional unknown write is not tried right after another unknown write: it
+      would erase it unseen, which is the same as the first never applying;
+    * a write is not tried when it would overwrite a value that only one operation writes
+      while a pending operation still has to observe that value;
+    * of unknown writes with the same effect (say, plain deletes) only the earliest invoked
+      one not yet applied is tried: they are interchangeable.
     """
     n = len(specs)
     remaining = sum(1 for s in specs if s.required)
@@ -371,9 +433,41 @@ def _search(specs: list[_Spec], forbidden: _Forbidden, deadline: float | None) -
             prv[b] = a
     required = [s.required for s in specs]
     observer = [s.mode != _APPLY for s in specs]  # never changes the value
+    blind = [s.cond_kind == _NO_COND for s in specs]  # overwrites whatever was there
     invoke = [s.invoke for s in specs]
     complete = [s.complete for s in specs]
     bit = [1 << i for i in range(n)]
+    # Values written by one operation only, and how many pending required operations must
+    # still observe each: overwriting such a value while some are pending is hopeless.
+    writers: dict[str, int] = defaultdict(int)
+    for s in specs:
+        if s.mode == _APPLY and s.new_value is not None:
+            writers[s.new_value] += 1
+    must_see: list[str | None] = [None] * n
+    waiting: dict[str, int] = {}
+    for i, s in enumerate(specs):
+        if s.has_seen:
+            v = s.seen_value
+        elif s.mode == _APPLY and s.cond_kind == _PREV_VALUE:
+            v = s.cond_arg  # type: ignore[assignment]
+        else:
+            v = None
+        if s.required and v is not None:
+            if v not in writers:
+                return _Outcome(False, 0, None, impossible=i)
+            if writers[v] == 1:
+                must_see[i] = v
+                waiting[v] = waiting.get(v, 0) + 1
+
+    # Unknown writes with the same effect are interchangeable: only the earliest invoked
+    # one not yet applied is tried (a later one stays available for later).
+    twin_before: list[int] = [-1] * n
+    last_of_kind: dict[tuple, int] = {}
+    for _, i, _ in unknown:
+        s = specs[i]
+        kind = (s.new_value, s.cond_kind, s.cond_arg)
+        twin_before[i] = last_of_kind.get(kind, -1)
+        last_of_kind[kind] = i
 
     cache: dict[tuple[int, State], list[int]] = {}
     states = 0
@@ -400,7 +494,11 @@ def _search(specs: list[_Spec], forbidden: _Forbidden, deadline: float | None) -
         if in_main:
             if node <= n:  # a call of a required op
                 i = node - 1
-                new = step(specs[i], state, forbidden)
+                new = step(specs[i], state, revs)
+                if new.__class__ is tuple and not observer[i]:
+                    v = state[0]
+                    if v is not None and waiting.get(v, 0) > (must_see[i] == v):
+                        new = "hopeless"
                 if new.__class__ is tuple:
                     forced = observer[i] and new == state
                     bits = req_bits | bit[i]
@@ -416,6 +514,9 @@ def _search(specs: list[_Spec], forbidden: _Forbidden, deadline: float | None) -
                             seen.append(unk_bits)
                         states += 1
                         stack.append((i, state, forced, 0.0))
+                        v = must_see[i]
+                        if v is not None:
+                            waiting[v] -= 1
                         state = new
                         req_bits = bits
                         p, q = prv[node], nxt[node]
@@ -440,8 +541,16 @@ def _search(specs: list[_Spec], forbidden: _Forbidden, deadline: float | None) -
                 continue
         elif node != u_tail and invoke[node - 1] <= frontier:
             i = node - 1
-            new = step(specs[i], state, forbidden)
-            if new.__class__ is tuple and new != state:
+            if blind[i] and stack and not required[stack[-1][0]]:
+                node = nxt[node]  # it would erase the unknown write just applied, unseen
+                continue
+            twin = twin_before[i]
+            if twin >= 0 and not unk_bits & bit[twin]:
+                node = nxt[node]
+                continue
+            new = step(specs[i], state, revs)
+            v = state[0]
+            if new.__class__ is tuple and new != state and not waiting.get(v, 0):  # type: ignore[arg-type]
                 bits = unk_bits | bit[i]
                 key = (req_bits, new)
                 seen = cache.get(key)
@@ -473,6 +582,9 @@ def _search(specs: list[_Spec], forbidden: _Forbidden, deadline: float | None) -
                 return _Outcome(False, states, deepest)
             i, state, forced, frontier = stack.pop()
             c = i + 1
+            v = must_see[i]
+            if v is not None:
+                waiting[v] += 1
             if required[i]:
                 req_bits ^= bit[i]
                 r = n + 1 + i
@@ -586,11 +698,9 @@ def _revision_precheck(ops: Sequence[Op]) -> str | None:
     # Real time: a write with a lower revision was linearized earlier, so it was invoked
     # before any operation with a higher revision completed; and an observation of
     # revision r completed after every write below r had been invoked.
-    items: list[tuple[int, int, Op]] = [(op.revision, 1, op) for op in owner.values()]  # type: ignore[misc]
-    items += [(op.seen.revision, 0, op) for op in seen_on.values()]  # type: ignore[union-attr,misc]
-    for op in ops:  # every observation, not only the first per revision
-        if op.seen is not None and op.seen.revision is not None and seen_on[op.seen.revision] is not op:
-            items.append((op.seen.revision, 0, op))
+    items: list[tuple[int, int, Op]] = [(r, 1, op) for r, op in owner.items()]
+    items += [(op.seen.revision, 0, op) for op in ops
+              if op.seen is not None and op.seen.revision is not None]
     items.sort(key=lambda t: (t[0], t[1]))
     latest: Op | None = None  # the write with the latest invoke among lower revisions
     idx = 0
@@ -618,11 +728,11 @@ def _revision_precheck(ops: Sequence[Op]) -> str | None:
 
 
 def _check_ops(ops: Sequence[Op], elsewhere: _Elsewhere,
-               deadline: float | None) -> tuple[list[_Spec], _Outcome, _Forbidden]:
+               deadline: float | None) -> tuple[list[_Spec], _Outcome, _Revisions]:
     """Check one key's operations."""
-    forbidden = _Forbidden(frozenset(op.revision for op in ops if op.revision is not None), elsewhere)
-    specs = _prepare(ops, forbidden)
-    return specs, _search(specs, forbidden, deadline), forbidden
+    revs = _Revisions(ops, elsewhere)
+    specs = _prepare(ops, revs)
+    return specs, _search(specs, revs, deadline), revs
 
 
 def _prefix(ops: Sequence[Op], t: float) -> list[Op]:
@@ -639,7 +749,7 @@ def _prefix(ops: Sequence[Op], t: float) -> list[Op]:
     return out
 
 
-_Failure = tuple  # (ops, specs, outcome, forbidden) of a failing check
+_Failure = tuple  # (ops, specs, outcome, revs) of a failing check
 
 
 def _shrink(failure: _Failure, elsewhere: _Elsewhere, deadline: float) -> _Failure:
@@ -655,9 +765,9 @@ def _shrink(failure: _Failure, elsewhere: _Elsewhere, deadline: float) -> _Failu
         nonlocal best
         if time.monotonic() > deadline:
             return False
-        specs, outcome, forbidden = _check_ops(candidate, elsewhere, deadline)
+        specs, outcome, revs = _check_ops(candidate, elsewhere, deadline)
         if outcome.ok is False:
-            best = (candidate, specs, outcome, forbidden)
+            best = (candidate, specs, outcome, revs)
             return True
         return False
 
@@ -702,7 +812,7 @@ _MAX_LISTED = 40
 
 
 def _explain(key: str, original: int, ops: Sequence[Op], specs: list[_Spec], outcome: _Outcome,
-             forbidden: _Forbidden) -> str:
+             revs: _Revisions) -> str:
     lines = [f"key {key!r} is not linearizable."]
     shown = sorted(ops, key=lambda op: (op.invoke, op.client))
     lines.append(
@@ -712,6 +822,11 @@ def _explain(key: str, original: int, ops: Sequence[Op], specs: list[_Spec], out
     if len(shown) > _MAX_LISTED:
         lines.append(f"  ... {len(shown) - _MAX_LISTED} earlier operations")
     lines.extend(f"  {op.describe()}" for op in shown[-_MAX_LISTED:])
+    if outcome.impossible >= 0:
+        spec = specs[outcome.impossible]
+        value = spec.seen_value if spec.has_seen else spec.cond_arg
+        lines.append(f"No operation writes {value!r}, yet this one observed it:")
+        lines.append(f"  {spec.describe()}")
     deepest = outcome.deepest
     if deepest is not None:
         lin = deepest.linearized
@@ -720,17 +835,17 @@ def _explain(key: str, original: int, ops: Sequence[Op], specs: list[_Spec], out
                 f"At best {len(lin)} of its {len(specs)} searched operations can be linearized, "
                 f"leaving the key {_describe_state(deepest.state)}; the last ones were:"
             )
-            lines.extend(f"  {specs[i].op.describe()}" for i in lin[-5:])
+            lines.extend(f"  {specs[i].describe()}" for i in lin[-5:])
         else:
             lines.append("Not even the first operation can be linearized; the key starts absent.")
         if deepest.blocked >= 0:
             lines.append("Then this operation must take effect before it returns, but cannot:")
-            lines.append(f"  {specs[deepest.blocked].op.describe()}")
+            lines.append(f"  {specs[deepest.blocked].describe()}")
         lines.append("Operations that could have gone next, and why they do not fit:")
         for i in deepest.pending:
-            why = _step(specs[i], deepest.state, forbidden)
+            why = _step(specs[i], deepest.state, revs)
             reason = why if isinstance(why, str) else "fits here, but every continuation fails later"
-            lines.append(f"  {specs[i].op.describe()}: {reason}")
+            lines.append(f"  {specs[i].describe()}: {reason}")
     return "\n".join(lines)
 
 
@@ -776,7 +891,7 @@ def check(history: Iterable[Op], timeout: float | None = None, *,
                 result.ok = None
             continue
         elsewhere = _Elsewhere(key, owner, seen_on)
-        specs, outcome, forbidden = _check_ops(key_ops, elsewhere, deadline)
+        specs, outcome, revs = _check_ops(key_ops, elsewhere, deadline)
         kr = KeyResult(key, outcome.ok, len(specs), len(key_ops) - len(specs), outcome.states,
                        time.monotonic() - t0)
         result.keys[key] = kr
@@ -790,10 +905,10 @@ def check(history: Iterable[Op], timeout: float | None = None, *,
                 budget = time.monotonic() + shrink_timeout
                 if deadline is not None:
                     budget = min(budget, deadline)
-                small, small_specs, small_outcome, small_forbidden = _shrink(
-                    (key_ops, specs, outcome, forbidden), elsewhere, budget)
+                small, small_specs, small_outcome, small_revs = _shrink(
+                    (key_ops, specs, outcome, revs), elsewhere, budget)
                 kr.counterexample = _explain(key, len(key_ops), small, small_specs,
-                                             small_outcome, small_forbidden)
+                                             small_outcome, small_revs)
                 if result.counterexample is None:
                     result.counterexample = kr.counterexample
                 else:

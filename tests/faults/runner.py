@@ -1,0 +1,469 @@
+"""The Jepsen-style fault test: real ``twistd`` nodes, concurrent HTTP clients, a nemesis,
+and the linearizability checker on what the clients saw.
+
+One run: start an N-node cluster on 127.0.0.1 whose Raft links go through ``ProxyNet``;
+start the clients; inject faults one at a time for ``duration`` seconds (in ``cover`` mode
+every fault kind comes once, in random order, before random picks); heal everything;
+require the cluster to accept a write again within ``recovery_timeout``; stop the clients;
+read every key (recorded too); check that no acknowledged, not overwritten write is lost;
+check the whole history for linearizability. On any failure the history, the seed, the
+nemesis' timeline and every node's log are kept in ``fault-runs/<timestamp>-<seed>/``.
+
+Command line (``make chaos``)::
+
+    python -m tests.faults.runner [--duration 10m] [--nodes 5] [--seed N] [--clients 5]
+
+exits 0 when the run passed, 1 when it failed (the last line says why), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tests.faults.clients import Client, ClientConfig, OpSpec, Recorder, execute
+from tests.faults.cluster import ProxiedCluster
+from tests.faults.history import Op, save_history
+from tests.faults.linearizability import CheckResult, check
+from tests.faults.nemesis import FAULT_KINDS, Fault, Nemesis
+
+__all__ = ["RunConfig", "RunResult", "lost_writes", "main", "parse_duration", "run"]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = ROOT / "fault-runs"
+
+
+@dataclass
+class RunConfig:
+    """Everything a run depends on; the same config and seed replay the same choices
+    (though real processes never replay exactly the same interleaving)."""
+
+    seed: int
+    nodes: int = 3
+    duration: float = 60.0
+    clients: int = 5
+    keys: int = 5
+    election_timeout_ms: int = 400
+    heartbeat_interval_ms: int = 50
+    snapshot_entries: int = 200
+    client_timeout: float = 2.5
+    cover: bool = True
+    fault_hold: tuple[float, float] = (1.0, 4.0)
+    quiet: tuple[float, float] = (1.0, 2.5)
+    recovery_timeout: float = 20.0
+    check_timeout: float = 600.0
+    out_dir: Path = DEFAULT_OUT
+    keep: bool = False
+
+
+@dataclass
+class RunResult:
+    seed: int
+    verdict: bool | None
+    check: CheckResult | None
+    ops: int
+    outcomes: Counter[str]
+    kinds: Counter[tuple[str, str]]
+    faults: Counter[str]
+    problems: list[str] = field(default_factory=list)
+    recovery: float | None = None
+    checker_seconds: float = 0.0
+    folder: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is True and not self.problems
+
+    def final_line(self) -> str:
+        verdict = {True: "linearizable", False: "NOT linearizable",
+                   None: "undecided (checker timed out)"}[self.verdict]
+        status = "PASS" if self.passed else "FAIL"
+        extra = f"; {len(self.problems)} other problem(s)" if self.problems else ""
+        kept = f"; evidence in {self.folder}" if self.folder else ""
+        return (f"{status}: {verdict} ({self.ops} ops, checker {self.checker_seconds:.1f} s, "
+                f"seed {self.seed}){extra}{kept}")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``90``, ``30s``, ``10m``, ``1h`` or ``1m30s``."""
+    text = text.strip().lower()
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):
+        return float(text)
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)([hms])", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"bad duration {text!r}: use e.g. 30s, 10m, 1h, 1m30s")
+    return sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+def lost_writes(ops: Sequence[Op], final_reads: dict[str, Op]) -> list[str]:
+    """Acknowledged writes missing from the final state, judged by revision (log index).
+
+    For each key read at the end (after every client stopped): a value at revision ``r``
+    means no acknowledged write of that key may have a higher revision; an absent key
+    means the acknowledged write with the highest revision is a delete, or some delete that
+    may have happened (ok or unknown) came after it.
+    """
+    problems = []
+    for key, final in sorted(final_reads.items()):
+        assert final.seen is not None
+        writes = [op for op in ops if op.key == key and op.kind != "read"
+                  and op.outcome == "ok" and op.revision is not None]
+        if not writes:
+            continue
+        top = max(writes, key=lambda op: op.revision or 0)
+        if final.seen.value is not None:
+            r = final.seen.revision or 0
+            later = [op for op in writes if (op.revision or 0) > r]
+            if later:
+                problems.append(
+                    f"lost write on {key!r}: the final read saw revision {r} but an "
+                    f"acknowledged write has a higher one: {later[0].describe()}")
+        elif top.kind == "put":
+            deletes = [op for op in ops if op.key == key and op.kind == "delete"
+                       and op.outcome in ("ok", "unknown")
+                       and (op.revision is None or op.revision > (top.revision or 0))
+                       and (op.complete is None or op.complete > top.invoke)]
+            if not deletes:
+                problems.append(
+                    f"lost write on {key!r}: the key is absent at the end, but the last "
+                    f"acknowledged write put it and no delete followed: {top.describe()}")
+    return problems
+
+
+class _Run:
+    """One run's state; ``execute`` returns the result. Every process and proxy it
+    starts is stopped in ``finally``."""
+
+    def __init__(self, config: RunConfig, out: Callable[[str], None]) -> None:
+        self.config = config
+        self.out = out
+        self.t0 = time.monotonic()
+        self.rng = random.Random(config.seed)
+        self.timeline: list[str] = []
+        self.problems: list[str] = []
+        self.recorder = Recorder()
+        self.keys = [f"k{i}" for i in range(config.keys)]
+        self.node_errors: list[str] = []
+        self.node_events: Counter[str] = Counter()
+
+    def clock(self) -> float:
+        return round(time.monotonic() - self.t0, 6)
+
+    def log(self, line: str) -> None:
+        stamped = f"[{self.clock():8.2f}] {line}"
+        self.timeline.append(stamped)
+        self.out(stamped)
+
+    def execute(self) -> RunResult:
+        cfg = self.config
+        work = Path(tempfile.mkdtemp(prefix=f"leifdb-faults-{cfg.seed}-"))
+        cluster = ProxiedCluster(
+            work, cfg.nodes, seed=self.rng.randrange(1 << 30),
+            extra_args=[
+                "--election-timeout", str(cfg.election_timeout_ms),
+                "--heartbeat-interval", str(cfg.heartbeat_interval_ms),
+                "--snapshot-entries", str(cfg.snapshot_entries),
+            ],
+        )
+        logs = {node.name: node.log_path for node in cluster.nodes}
+        nemesis = Nemesis(cluster, random.Random(self.rng.randrange(1 << 30)), log=self.log)
+        stop = threading.Event()
+        clients: list[Client] = []
+        final_reads: dict[str, Op] = {}
+        recovery: float | None = None
+        try:
+            cluster.start_all()
+            leader = cluster.wait_for_leader(30)
+            self.log(f"{cfg.nodes} nodes up, leader {cluster.names[leader]}; "
+                     f"{cfg.clients} clients on keys {', '.join(self.keys)}")
+            client_config = ClientConfig(keys=self.keys, timeout=cfg.client_timeout)
+            clients = [
+                Client(i, cluster.http_addresses, self.recorder, stop, client_config,
+                       seed=self.rng.randrange(1 << 30), clock=self.clock)
+                for i in range(cfg.clients)
+            ]
+            for client in clients:
+                client.start()
+            self._faults(nemesis)
+            nemesis.heal_everything()
+            healed = time.monotonic()
+            self.log("all faults healed")
+            recovery = self._recover(cluster, healed)
+            stop.set()
+            for client in clients:
+                client.join(timeout=cfg.client_timeout * 5 + 10)
+                if client.is_alive():
+                    self.problems.append(f"client {client.client_id} did not stop")
+                if client.error is not None:
+                    self.problems.append(f"client {client.client_id} failed: {client.error!r}")
+            self.problems.extend(nemesis.unexpected_exits())
+            final_reads = self._final_reads(cluster)
+        except Exception as e:  # the run itself broke: keep the evidence
+            self.problems.append(f"run aborted: {e!r}")
+            self.log(f"run aborted: {e!r}")
+        finally:
+            stop.set()
+            cluster.close()
+        self.problems.extend(f"unexpected answer: {u}" for u in self.recorder.unexpected[:20])
+        self.node_errors, self.node_events = _scan_logs(logs)
+        ops = self.recorder.snapshot()
+        self.problems.extend(lost_writes(ops, final_reads))
+        self.log(f"checking {len(ops)} operations")
+        result = check(ops, timeout=cfg.check_timeout)
+        run = RunResult(
+            seed=cfg.seed, verdict=result.ok, check=result, ops=len(ops),
+            outcomes=Counter(self.recorder.outcomes), kinds=Counter(self.recorder.kinds),
+            faults=Counter(nemesis.counts), problems=self.problems, recovery=recovery,
+            checker_seconds=result.elapsed,
+        )
+        self._report(run, nemesis, ops)
+        if not run.passed or cfg.keep:
+            run.folder = self._keep(run, ops, logs, nemesis)
+        shutil.rmtree(work, ignore_errors=True)
+        self.out(run.final_line())
+        return run
+
+    def _faults(self, nemesis: Nemesis) -> None:
+        cfg = self.config
+        rng = self.rng
+        pending = list(FAULT_KINDS) if cfg.cover else []
+        rng.shuffle(pending)
+        end = time.monotonic() + cfg.duration
+        min_pause = 2.5 * cfg.election_timeout_ms / 1000.0
+        while True:
+            self.problems.extend(nemesis.unexpected_exits())
+            kind = pending.pop() if pending else rng.choice(FAULT_KINDS)
+            hold = rng.uniform(*cfg.fault_hold)
+            if kind == "pause":
+                hold = max(hold, min_pause)
+            nemesis.inject(kind)
+            time.sleep(hold)
+            self.problems.extend(nemesis.unexpected_exits())
+            fault = nemesis.heal()
+            if time.monotonic() >= end and not pending:
+                return  # the final recovery is measured from this heal
+            self._await_recovery(fault)
+            time.sleep(rng.uniform(*cfg.quiet))
+
+    def _await_recovery(self, fault: Fault | None) -> None:
+        """Wait until the clients get a write acknowledged that they sent after ``fault``
+        was healed; a problem if that takes longer than ``recovery_timeout``."""
+        if fault is None or fault.healed is None:
+            return
+        healed = fault.healed - self.t0
+        deadline = fault.healed + self.config.recovery_timeout
+        while time.monotonic() < deadline:
+            done = self.recorder.first_write_acknowledged_since(healed)
+            if done is not None:
+                fault.recovered = done - healed
+                return
+            time.sleep(0.05)
+        self.problems.append(
+            f"no write was acknowledged within {self.config.recovery_timeout:.0f} s of "
+            f"healing {fault.kind} ({fault.description})")
+
+    def _recover(self, cluster: ProxiedCluster, healed: float) -> float | None:
+        """Write until one write is acknowledged; None (a problem) if none is within
+        ``recovery_timeout`` of healing."""
+        cfg = self.config
+        deadline = healed + cfg.recovery_timeout
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            spec = OpSpec("put", self.keys[0], value=f"probe-{n}")
+            op, c, _ = execute(spec, self.rng.choice(cluster.http_addresses()),
+                               client=cfg.clients, timeout=cfg.client_timeout, clock=self.clock)
+            self.recorder.add(op, c)
+            if op.outcome == "ok":
+                took = time.monotonic() - healed
+                self.log(f"the cluster accepted a write {took:.2f} s after healing")
+                return took
+            time.sleep(0.1)
+        self.problems.append(
+            f"no write was acknowledged within {cfg.recovery_timeout:.0f} s of healing")
+        return None
+
+    def _final_reads(self, cluster: ProxiedCluster) -> dict[str, Op]:
+        cfg = self.config
+        reads: dict[str, Op] = {}
+        deadline = time.monotonic() + cfg.recovery_timeout
+        for key in self.keys:
+            while time.monotonic() < deadline:
+                op, c, _ = execute(OpSpec("read", key), self.rng.choice(cluster.http_addresses()),
+                                   client=cfg.clients + 1, timeout=cfg.client_timeout,
+                                   clock=self.clock)
+                self.recorder.add(op, c)
+                if op.outcome == "ok":
+                    reads[key] = op
+                    break
+                time.sleep(0.1)
+            else:
+                self.problems.append(f"no final read of {key!r} succeeded")
+        return reads
+
+    def _report(self, run: RunResult, nemesis: Nemesis, ops: list[Op]) -> None:
+        o = run.outcomes
+        self.out(f"operations: {run.ops} (ok {o['ok']}, failed {o['fail']}, "
+                 f"unknown {o['unknown']})")
+        for kind in ("read", "put", "delete"):
+            k = run.kinds
+            self.out(f"  {kind:6}: ok {k[(kind, 'ok')]}, failed {k[(kind, 'fail')]}, "
+                     f"unknown {k[(kind, 'unknown')]}")
+        for outcome, label in (("fail", "failed"), ("unknown", "unknown")):
+            reasons = sorted(((n, r.partition(":")[2] or "?")
+                              for r, n in self.recorder.reasons.items()
+                              if r.startswith(outcome + ":")), reverse=True)
+            listed = ", ".join(f"{why} {n}" for n, why in reasons) or "none"
+            self.out(f"  {label} by reason: {listed}")
+        self.out("faults: " + ", ".join(f"{k} {run.faults[k]}" for k in FAULT_KINDS)
+                 + f" (total {sum(run.faults.values())})")
+        worst = self._recoveries(nemesis)
+        if worst:
+            self.out("slowest recovery (heal to first acknowledged write) by kind: "
+                     + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(worst.items())))
+        self.out("node logs: " + ", ".join(f"{k} {self.node_events[k]}" for k in _LOG_EVENTS))
+        if self.node_errors:
+            self.out(f"warning: {len(self.node_errors)} traceback(s) or critical lines in "
+                     f"node logs, first: {self.node_errors[0]}")
+        if run.recovery is not None:
+            self.out(f"writes accepted again {run.recovery:.2f} s after the final heal "
+                     f"(bound {self.config.recovery_timeout:.0f} s)")
+        for problem in run.problems:
+            self.out(f"PROBLEM: {problem}")
+        if run.check is not None and run.verdict is not True:
+            self.out(run.check.summary())
+
+    def _recoveries(self, nemesis: Nemesis) -> dict[str, float]:
+        """Per fault kind, the longest time from healing to the first acknowledged write
+        sent after healing."""
+        worst: dict[str, float] = {}
+        for fault in nemesis.history:
+            if fault.recovered is not None:
+                worst[fault.kind] = max(worst.get(fault.kind, 0.0), fault.recovered)
+        return worst
+
+    def _keep(self, run: RunResult, ops: list[Op], logs: dict[str, Path], nemesis: Nemesis) -> Path:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder = self.config.out_dir / f"{stamp}-{self.config.seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_history(ops, str(folder / "history.jsonl"))
+        (folder / "seed").write_text(f"{self.config.seed}\n")
+        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.config).items()}
+        lines = [
+            f"replay: python -m tests.faults.runner --seed {self.config.seed} "
+            f"--nodes {self.config.nodes} --duration {self.config.duration:g}s",
+            f"config: {config}",
+            "",
+            *self.timeline,
+            "",
+            *[f"PROBLEM: {p}" for p in run.problems],
+        ]
+        if run.check is not None:
+            lines += ["", run.check.summary()]
+        (folder / "run.txt").write_text("\n".join(lines) + "\n")
+        for name, path in logs.items():
+            if path.exists():
+                shutil.copy(path, folder / f"{name}.log")
+        return folder
+
+
+_LOG_EVENTS = {
+    "leaders elected": "is leader in term",
+    "node starts": "] Node n",
+    "snapshots saved": "Snapshot at index",
+    "snapshots installed": "Installed snapshot",
+}
+
+
+def _scan_logs(logs: dict[str, Path]) -> tuple[list[str], Counter[str]]:
+    """Lines of node logs that show an unhandled error (for a warning, not a verdict),
+    and counts of notable events."""
+    found = []
+    events: Counter[str] = Counter()
+    for name, path in sorted(logs.items()):
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if "Traceback" in line or "#critical]" in line or "Unhandled" in line:
+                found.append(f"{name}: {line.strip()[:200]}")
+            for event, marker in _LOG_EVENTS.items():
+                if marker in line and (event != "node starts" or " started: term" in line):
+                    events[event] += 1
+    return found, events
+
+
+def run(config: RunConfig, out: Callable[[str], None] = print) -> RunResult:
+    """Run one fault test; never raises for a failing cluster (see ``RunResult``)."""
+    out(f"fault run: seed {config.seed}, {config.nodes} nodes, {config.duration:g} s of faults, "
+        f"{config.clients} clients, election timeout {config.election_timeout_ms} ms")
+    return _Run(config, out).execute()
+
+
+def _span(text: str) -> tuple[float, float]:
+    lo, sep, hi = text.partition("-")
+    try:
+        span = (float(lo), float(hi if sep else lo))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LO-HI seconds") from None
+    if not 0 <= span[0] <= span[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= LO <= HI")
+    return span
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.faults.runner",
+        description="Jepsen-style fault test of a real local LeifDB cluster.",
+    )
+    parser.add_argument("--duration", default="10m",
+                        help="how long to inject faults (30s, 10m, 1h)")
+    parser.add_argument("--nodes", type=int, default=5, help="cluster size (3 or more)")
+    parser.add_argument("--seed", type=int, default=None, help="replay this seed (default: random)")
+    parser.add_argument("--clients", type=int, default=5)
+    parser.add_argument("--keys", type=int, default=5)
+    parser.add_argument("--election-timeout", type=int, default=400, help="milliseconds")
+    parser.add_argument("--heartbeat-interval", type=int, default=50, help="milliseconds")
+    parser.add_argument("--snapshot-entries", type=int, default=1000)
+    parser.add_argument("--hold", type=_span, default=(1.0, 4.0),
+                        help="seconds each fault lasts, LO-HI (default 1-4)")
+    parser.add_argument("--quiet", type=_span, default=(1.0, 2.5),
+                        help="seconds without faults after each recovery, LO-HI (default 1-2.5)")
+    parser.add_argument("--recovery-timeout", type=float, default=30.0,
+                        help="seconds within which writes must succeed again after each heal")
+    parser.add_argument("--check-timeout", type=float, default=900.0, help="seconds")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where failed runs are kept")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the evidence even if the run passes")
+    args = parser.parse_args(argv)
+    try:
+        duration = parse_duration(args.duration)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.nodes < 3:
+        parser.error("--nodes must be at least 3")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
+    config = RunConfig(
+        seed=seed, nodes=args.nodes, duration=duration, clients=args.clients, keys=args.keys,
+        election_timeout_ms=args.election_timeout, heartbeat_interval_ms=args.heartbeat_interval,
+        snapshot_entries=args.snapshot_entries, check_timeout=args.check_timeout,
+        recovery_timeout=args.recovery_timeout, cover=True, out_dir=args.out, keep=args.keep, fault_hold=args.hold, quiet=args.quiet,
+    )
+    result = run(config, out=lambda line: print(line, flush=True))
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

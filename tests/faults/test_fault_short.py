@@ -1,0 +1,36 @@
+"""The short fault test (about a minute): a real 3-node cluster, 5 clients, every fault kind
+at least once, fixed seed. ``make chaos`` runs the long version (``tests.faults.runner``).
+
+On failure the history, the seed, the nemesis' timeline and the node logs are kept in
+``fault-runs/<timestamp>-<seed>/`` (the assertion message names the folder).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.nemesis import FAULT_KINDS
+from tests.faults.runner import RunConfig, run
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+SEED = 20261126
+
+
+def test_short_fault_run_is_linearizable_and_recovers() -> None:
+    lines: list[str] = []
+
+    def out(line: str) -> None:
+        lines.append(line)
+        print(line, flush=True)
+
+    config = RunConfig(seed=SEED, nodes=3, duration=30.0, clients=5, keys=5,
+                       fault_hold=(1.0, 3.0), quiet=(1.0, 2.0), check_timeout=120.0)
+    result = run(config, out=out)
+    report = "\n".join(lines)
+    assert result.passed, report
+    assert all(result.faults[kind] >= 1 for kind in FAULT_KINDS), result.faults
+    assert result.recovery is not None and result.recovery <= config.recovery_timeout
+    for kind in ("read", "put", "delete"):
+        assert result.kinds[(kind, "ok")] > 0, report
+    assert result.outcomes["fail"] > 0, report  # the faults did bite
