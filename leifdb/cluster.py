@@ -1,0 +1,648 @@
+"""A local cluster of LeifDB nodes, each its own ``twistd`` process, for trying LeifDB out
+and for tests that need real processes.
+
+Command line (``make cluster`` / ``cluster-status`` / ``cluster-stop``)::
+
+    python -m leifdb.cluster start [--nodes 3] [--http-base 8080] [--raft-base 16990]
+                                   [--dir .cluster] [extra twistd leifdb options...]
+    python -m leifdb.cluster status [--dir .cluster]
+    python -m leifdb.cluster stop [--dir .cluster]
+
+Node ``n<k>`` (k = 1..N) listens on 127.0.0.1, HTTP on ``http-base + k - 1`` and Raft on
+``raft-base + k - 1``, and keeps everything under ``<dir>/node<k>/``: ``data/``, ``node.log``
+(its stdout and stderr), ``pid`` and ``twistd.pid``. ``<dir>/cluster.json`` records the
+ports so ``status`` and ``stop`` need no flags. ``stop`` signals only processes whose
+command line shows they are that node.
+
+As a library, ``LocalCluster`` starts, kills, pauses, restarts and queries nodes by index
+(0-based; node ``i`` is named ``n<i+1>``). Ports are the caller's choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+__all__ = ["LocalCluster", "NodeSpec", "free_ports", "http_request", "main", "twistd_command"]
+
+HOST = "127.0.0.1"
+LEADER_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
+STATE_FILE = "cluster.json"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """Where node ``index`` lives: its ports and its folder."""
+
+    index: int
+    http_port: int
+    raft_port: int
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"n{self.index + 1}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "node.log"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.dir / "pid"
+
+    @property
+    def twistd_pid_path(self) -> Path:
+        return self.dir / "twistd.pid"
+
+
+def twistd_command() -> list[str]:
+    """The ``twistd`` of the running interpreter's environment (the venv's)."""
+    script = Path(sys.executable).with_name("twistd")
+    if script.exists():
+        return [str(script)]
+    code = "import sys; from twisted.scripts.twistd import run; sys.exit(run())"
+    return [sys.executable, "-c", code]
+
+
+def _source_root() -> str:
+    """The folder holding the ``leifdb`` package in use, so nodes run the same code."""
+    return str(Path(__file__).resolve().parents[1])
+
+
+class LocalCluster:
+    """N nodes on 127.0.0.1 under ``base_dir``; node ``i`` uses ``http_ports[i]`` and
+    ``raft_ports[i]``. ``extra_args`` go to every node's ``twistd leifdb``.
+
+    Processes started by this object are its children (``detach=False``) or in their own
+    session (``detach=True``, for the command line, so they outlive it). Every method that
+    waits is bounded."""
+
+    def __init__(
+        self,
+        base_dir: Path | str,
+        http_ports: Sequence[int],
+        raft_ports: Sequence[int],
+        *,
+        extra_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        detach: bool = False,
+    ) -> None:
+        if len(http_ports) != len(raft_ports) or not http_ports:
+            raise ValueError("need one HTTP port and one Raft port per node")
+        self.base_dir = Path(base_dir).absolute()
+        self.nodes = [
+            NodeSpec(i, http, raft, self.base_dir / f"node{i + 1}")
+            for i, (http, raft) in enumerate(zip(http_ports, raft_ports))
+        ]
+        self.extra_args = list(extra_args)
+        self.env = env
+        self.detach = detach
+        self._procs: dict[int, subprocess.Popen] = {}
+
+    @classmethod
+    def from_bases(
+        cls, base_dir: Path | str, nodes: int, http_base: int, raft_base: int, **kwargs: Any
+    ) -> LocalCluster:
+        return cls(
+            base_dir,
+            [http_base + i for i in range(nodes)],
+            [raft_base + i for i in range(nodes)],
+            **kwargs,
+        )
+
+    @classmethod
+    def load(cls, base_dir: Path | str, **kwargs: Any) -> LocalCluster:
+        """The cluster recorded in ``base_dir/cluster.json`` by ``save``."""
+        state = json.loads((Path(base_dir) / STATE_FILE).read_text())
+        return cls(
+            base_dir,
+            state["http_ports"],
+            state["raft_ports"],
+            extra_args=state.get("extra_args", ()),
+            **kwargs,
+        )
+
+    def save(self) -> None:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        state = {
+            "http_ports": [n.http_port for n in self.nodes],
+            "raft_ports": [n.raft_port for n in self.nodes],
+            "extra_args": self.extra_args,
+        }
+        (self.base_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    # --- processes ------------------------------------------------------------------
+
+    @property
+    def members(self) -> str:
+        return ",".join(f"{n.name}={HOST}:{n.raft_port}" for n in self.nodes)
+
+    def command(self, i: int) -> list[str]:
+        node = self.nodes[i]
+        return [
+            *twistd_command(),
+            "-n",
+            f"--pidfile={node.twistd_pid_path}",
+            "leifdb",
+            "--mode", "multi",
+            "--host", HOST,
+            "--bind", HOST,
+            "--members", self.members,
+            "--name", node.name,
+            "--http-port", str(node.http_port),
+            "--raft-port", str(node.raft_port),
+            "--data-dir", str(node.data_dir),
+            *self.extra_args,
+        ]
+
+    def start(self) -> None:
+        """Start every node that is not running."""
+        for i in range(len(self.nodes)):
+            if not self.is_running(i):
+                self.start_node(i)
+
+    def start_node(self, i: int) -> int:
+        """Start node ``i`` (RuntimeError if it runs already); returns its pid."""
+        node = self.nodes[i]
+        if self.is_running(i):
+            raise RuntimeError(f"{node.name} is already running (pid {self.pid(i)})")
+        node.dir.mkdir(parents=True, exist_ok=True)
+        # A pid file left by a killed node would make twistd refuse to start if the pid
+        # had been reused; the node is known to be down here.
+        node.twistd_pid_path.unlink(missing_ok=True)
+        env = dict(os.environ if self.env is None else self.env)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (_source_root(), env.get("PYTHONPATH", "")) if p
+        )
+        with open(node.log_path, "ab") as log_file:
+            proc = subprocess.Popen(
+                self.command(i),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=node.dir,
+                start_new_session=self.detach,
+            )
+        self._procs[i] = proc
+        node.pid_path.write_text(f"{proc.pid}\n")
+        return proc.pid
+
+    def pid(self, i: int) -> int | None:
+        """Node ``i``'s pid if it is running (by this object's child, else its pid file)."""
+        proc = self._procs.get(i)
+        if proc is not None:
+            return proc.pid if proc.poll() is None else None
+        pid = _read_pid(self.nodes[i].pid_path)
+        return pid if pid is not None and _is_node_process(pid, self.nodes[i]) else None
+
+    def is_running(self, i: int) -> bool:
+        return self.pid(i) is not None
+
+    def signal(self, i: int, sig: int) -> None:
+        pid = self.pid(i)
+        if pid is None:
+            raise RuntimeError(f"{self.nodes[i].name} is not running")
+        os.kill(pid, sig)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i`` and wait until it is gone (its lock and ports are free)."""
+        pid = self.pid(i)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGKILL)
+        self._wait_exit(i, pid, STOP_TIMEOUT)
+        self.nodes[i].pid_path.unlink(missing_ok=True)
+
+    def pause(self, i: int) -> None:
+        """SIGSTOP: the node freezes as if its machine hung; ``resume`` undoes it."""
+        self.signal(i, signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        self.signal(i, signal.SIGCONT)
+
+    def terminate(self, i: int, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM node ``i`` and wait up to ``timeout`` s; SIGKILL it if still alive.
+
+        Returns its exit status when it is a child of this object (negative: killed by
+        that signal), else None."""
+        pid = self.pid(i)
+        if pid is None:
+            return self._returncode(i)
+        _send_term(pid)
+        return self._finish_terminate(i, pid, timeout)
+
+    def _finish_terminate(self, i: int, pid: int, timeout: float) -> int | None:
+        if not self._wait_exit(i, pid, timeout):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._wait_exit(i, pid, STOP_TIMEOUT)
+        self.nodes[i].pid_path.unlink(missing_ok=True)
+        return self._returncode(i)
+
+    def restart(self, i: int) -> int:
+        """Kill (if running) and start node ``i`` again on the same data; returns its pid."""
+        self.kill(i)
+        return self.start_node(i)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Terminate every node: SIGTERM all, wait, then SIGKILL what is left."""
+        pids = {i: self.pid(i) for i in range(len(self.nodes))}
+        for pid in pids.values():
+            if pid is not None:
+                _send_term(pid)
+        deadline = time.monotonic() + timeout
+        for i, pid in pids.items():
+            if pid is not None:
+                self._finish_terminate(i, pid, max(0.1, deadline - time.monotonic()))
+            self.nodes[i].pid_path.unlink(missing_ok=True)
+
+    def _returncode(self, i: int) -> int | None:
+        proc = self._procs.get(i)
+        return proc.poll() if proc is not None else None
+
+    def _wait_exit(self, i: int, pid: int, timeout: float) -> bool:
+        proc = self._procs.get(i)
+        if proc is not None and proc.pid == pid:
+            try:
+                proc.wait(timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+        return _wait_until(lambda: not _pid_alive(pid), timeout, 0.05)
+
+    # --- HTTP -----------------------------------------------------------------------
+
+    def url(self, i: int) -> str:
+        return self.nodes[i].url
+
+    def health(self, i: int, timeout: float = 1.0) -> dict[str, Any] | None:
+        """``GET /health`` of node ``i``, or None if it does not answer in time."""
+        try:
+            status, body, _ = self.request(i, "GET", "/health", timeout=timeout)
+        except OSError:
+            return None
+        return body if status == 200 and isinstance(body, dict) else None
+
+    def request(
+        self, i: int, method: str, path: str, body: Any = None, timeout: float = 2.0
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One HTTP request to node ``i`` (redirects are not followed): status, decoded
+        JSON body (None if not JSON) and headers. ``body`` is sent as JSON. OSError if the
+        node does not answer in time."""
+        return http_request(self.url(i), method, path, body, timeout)
+
+    def put(self, i: int, key: str, value: str, timeout: float = 2.0) -> tuple[int, Any]:
+        status, body, _ = self.request(i, "PUT", _key_path(key), {"value": value}, timeout)
+        return status, body
+
+    def get(
+        self, i: int, key: str, *, stale: bool = False, timeout: float = 2.0
+    ) -> tuple[int, Any]:
+        query = "?consistency=stale" if stale else ""
+        status, body, _ = self.request(i, "GET", _key_path(key) + query, None, timeout)
+        return status, body
+
+    def index_of_url(self, url: str) -> int | None:
+        """The node whose HTTP address is in ``url`` (a redirect's Location)."""
+        netloc = urllib.parse.urlsplit(url).netloc
+        for node in self.nodes:
+            if netloc == f"{HOST}:{node.http_port}":
+                return node.index
+        return None
+
+    def leaders(self, among: Iterable[int] | None = None) -> list[int]:
+        """Nodes (of ``among``, default all) that currently report being leader."""
+        indexes = range(len(self.nodes)) if among is None else among
+        return [
+            i for i in indexes
+            if self.is_running(i) and (self.health(i) or {}).get("role") == "leader"
+        ]
+
+    def wait_for_leader(
+        self, timeout: float = LEADER_TIMEOUT, among: Iterable[int] | None = None
+    ) -> int:
+        """Poll until exactly one node (of ``among``) reports ``role: leader``; its index.
+        TimeoutError after ``timeout`` seconds."""
+        indexes = list(range(len(self.nodes)) if among is None else among)
+        found: list[int] = []
+
+        def one_leader() -> bool:
+            found[:] = self.leaders(indexes)
+            return len(found) == 1
+
+        if not _wait_until(one_leader, timeout, 0.05):
+            raise TimeoutError(f"no single leader among {self._names(indexes)} after {timeout} s")
+        return found[0]
+
+    def wait_until_up(
+        self, timeout: float = LEADER_TIMEOUT, among: Iterable[int] | None = None
+    ) -> None:
+        """Poll until every node (of ``among``) answers ``/health``: its Raft port listens
+        and it handles signals. TimeoutError (naming the silent nodes) otherwise."""
+        waiting = list(range(len(self.nodes)) if among is None else among)
+
+        def all_up() -> bool:
+            waiting[:] = [i for i in waiting if self.health(i) is None]
+            return not waiting
+
+        if not _wait_until(all_up, timeout, 0.05):
+            raise TimeoutError(f"{self._names(waiting)} did not answer /health in {timeout} s")
+
+    def wait_for_health(self, i: int, timeout: float = LEADER_TIMEOUT) -> dict[str, Any]:
+        """Poll until node ``i`` answers ``/health``; TimeoutError otherwise."""
+        found: list[dict[str, Any]] = []
+
+        def answered() -> bool:
+            reply = self.health(i)
+            if reply is not None:
+                found.append(reply)
+            return bool(found)
+
+        if not _wait_until(answered, timeout, 0.05):
+            raise TimeoutError(f"{self.nodes[i].name} did not answer /health in {timeout} s")
+        return found[0]
+
+    def log_tail(self, i: int, lines: int = 40) -> str:
+        try:
+            text = self.nodes[i].log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _names(self, indexes: Iterable[int]) -> str:
+        return ", ".join(self.nodes[i].name for i in indexes)
+
+
+def free_ports(count: int, *, consecutive: bool = False) -> list[int]:
+    """``count`` distinct TCP ports that can be bound on 127.0.0.1 right now, below the
+    kernel's ephemeral range: a port from ``bind(0)`` is ephemeral, and the nodes' own
+    outgoing connections could take it before the node that should listen on it starts.
+    ``consecutive``: ``base, base + 1, ...``. Another process may still take one."""
+    low, high = 10000, _ephemeral_low() - 1
+    rng = random.Random()
+    chosen: list[socket.socket] = []
+    try:
+        for _ in range(2000):
+            if len(chosen) == count:
+                return [sock.getsockname()[1] for sock in chosen]
+            if consecutive and chosen:
+                port = chosen[-1].getsockname()[1] + 1
+            else:
+                port = rng.randrange(low, high - count)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                sock.close()
+                if consecutive:
+                    for held in chosen:
+                        held.close()
+                    chosen.clear()
+                continue
+            chosen.append(sock)
+        raise RuntimeError(f"found no {count} free ports in {low}..{high}")
+    finally:
+        for sock in chosen:
+            sock.close()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def http_request(
+    base_url: str, method: str, path: str, body: Any = None, timeout: float = 2.0
+) -> tuple[int, Any, dict[str, str]]:
+    """``method base_url+path`` with an optional JSON body; (status, JSON or None,
+    headers). Non-2xx statuses are returned, not raised; OSError when unreachable."""
+    parts = urllib.parse.urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        payload = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"} if payload is not None else {}
+        conn.request(method, path, body=payload, headers=headers)
+        reply = conn.getresponse()
+        data = reply.read()
+    except http.client.HTTPException as exc:
+        raise ConnectionError(f"bad HTTP reply from {base_url}: {exc!r}") from exc
+    finally:
+        conn.close()
+    try:
+        decoded = json.loads(data) if data else None
+    except ValueError:
+        decoded = None
+    return reply.status, decoded, {k.lower(): v for k, v in reply.getheaders()}
+
+
+def _key_path(key: str) -> str:
+    return "/db/" + urllib.parse.quote(key, safe="")
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def _send_term(pid: int) -> None:
+    """SIGTERM, after a SIGCONT in case the node is paused (SIGTERM alone would wait)."""
+    for sig in (signal.SIGCONT, signal.SIGTERM):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _is_node_process(pid: int, node: NodeSpec) -> bool:
+    """``pid`` is alive and is twistd running this node (guards against reused pids)."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    args = [a.decode(errors="replace") for a in argv]
+    return any("twistd" in a for a in args) and str(node.data_dir) in args
+
+
+# --- command line --------------------------------------------------------------------
+
+
+def _print_table(cluster: LocalCluster, *, full: bool) -> None:
+    for i, node in enumerate(cluster.nodes):
+        pid = cluster.pid(i)
+        health = cluster.health(i) if pid is not None else None
+        if pid is None:
+            state = "down"
+        elif health is None:
+            state = f"pid {pid}, not answering"
+        elif full:
+            state = (
+                f"pid {pid}  {health.get('role')}  term {health.get('term')}  "
+                f"commit {health.get('commit_index')}  applied {health.get('applied_index')}"
+            )
+        else:
+            state = str(health.get("role"))
+        print(f"{node.name}  {node.url}  {state}")
+
+
+def _cmd_start(args: argparse.Namespace, extra: list[str]) -> int:
+    base = Path(args.dir)
+    if (base / STATE_FILE).exists():
+        old = LocalCluster.load(base)
+        running = [n.name for i, n in enumerate(old.nodes) if old.is_running(i)]
+        if running:
+            print(
+                f"a cluster is already running in {base} ({', '.join(running)}); "
+                "run 'python -m leifdb.cluster stop' first",
+                file=sys.stderr,
+            )
+            return 1
+    cluster = LocalCluster.from_bases(
+        base, args.nodes, args.http_base, args.raft_base, extra_args=extra, detach=True
+    )
+    cluster.save()
+    cluster.start()
+    deadline = time.monotonic() + args.timeout
+    while True:
+        exited = [i for i in range(len(cluster)) if not cluster.is_running(i)]
+        if exited:
+            for i in exited:
+                print(f"{cluster.nodes[i].name} exited; the end of its log:", file=sys.stderr)
+                print(cluster.log_tail(i, 5), file=sys.stderr)
+            cluster.stop()
+            print("start-up failed; every node was stopped", file=sys.stderr)
+            return 1
+        try:
+            slice_ = min(0.5, max(0.0, deadline - time.monotonic()))
+            cluster.wait_until_up(slice_)
+            cluster.wait_for_leader(slice_)
+            break
+        except TimeoutError as exc:
+            if time.monotonic() >= deadline:
+                _print_table(cluster, full=True)
+                print(
+                    f"{exc}; the nodes are still running: see {base}/node*/node.log, "
+                    "then 'python -m leifdb.cluster stop'",
+                    file=sys.stderr,
+                )
+                return 1
+    _print_table(cluster, full=False)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    try:
+        cluster = LocalCluster.load(args.dir)
+    except OSError:
+        print(f"no cluster in {args.dir}", file=sys.stderr)
+        return 1
+    _print_table(cluster, full=True)
+    return 0
+
+
+def _cmd_stop(args: argparse.Namespace) -> int:
+    try:
+        cluster = LocalCluster.load(args.dir)
+    except OSError:
+        print(f"no cluster in {args.dir}", file=sys.stderr)
+        return 0
+    was = [cluster.pid(i) for i in range(len(cluster))]
+    cluster.stop(args.timeout)
+    for i, node in enumerate(cluster.nodes):
+        print(f"{node.name}  {'stopped' if was[i] is not None else 'was not running'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m leifdb.cluster",
+        description="Run a local LeifDB cluster on 127.0.0.1, one twistd process per node.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser(
+        "start",
+        help="start N nodes and wait for a leader",
+        description="Start N nodes in the background and wait for a leader. Options not "
+        "listed here (e.g. --election-timeout 300) are passed to every node.",
+    )
+    start.add_argument("--nodes", type=int, default=3)
+    start.add_argument("--http-base", type=int, default=8080, help="HTTP port of n1 (n2: +1, ...)")
+    start.add_argument("--raft-base", type=int, default=16990, help="Raft port of n1 (n2: +1, ...)")
+    start.add_argument(
+        "--timeout", type=float, default=LEADER_TIMEOUT, help="seconds to wait for a leader"
+    )
+    status = sub.add_parser("status", help="role, term, commit and applied index of each node")
+    stop = sub.add_parser("stop", help="SIGTERM every node (SIGKILL after --timeout s)")
+    stop.add_argument("--timeout", type=float, default=STOP_TIMEOUT)
+    for p in (start, status, stop):
+        p.add_argument("--dir", default=".cluster", help="cluster folder (default .cluster)")
+    args, extra = parser.parse_known_args(argv)
+    if args.command != "start" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "start":
+        if args.nodes < 1:
+            parser.error("--nodes must be at least 1")
+        return _cmd_start(args, extra)
+    return _cmd_status(args) if args.command == "status" else _cmd_stop(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
