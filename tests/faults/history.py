@@ -167,8 +167,13 @@ class Op:
                 result += f"@{self.revision}"
             if self.seen is not None:
                 result += f", saw {self.seen.describe()}"
-        end = "never" if self.complete is None else f"{self.complete:.6g}"
-        return f"c{self.client} {what} {result} [{self.invoke:.6g}, {end}]"
+        end = "never" if self.complete is None else format_time(self.complete)
+        return f"c{self.client} {what} {result} [{format_time(self.invoke)}, {end}]"
+
+
+def format_time(t: float) -> str:
+    """Microsecond precision without trailing zeros: monotonic clocks read like 81234.567891."""
+    return f"{t:.6f}".rstrip("0").rstrip(".")
 
 
 def op_to_dict(op: Op) -> dict[str, Any]:

@@ -54,6 +54,7 @@ exit status 0 linearizable, 1 not, 2 bad input, 3 undecided (timeout).
 from __future__ import annotations
 
 import argparse
+import bisect
 import sys
 import time
 from collections import defaultdict
@@ -66,6 +67,7 @@ from tests.faults.history import (
     Op,
     Seen,
     dump_history,
+    format_time,
     load_history,
     read_history,
     save_history,
@@ -149,7 +151,7 @@ class _Spec:
     def describe(self) -> str:
         text = self.op.describe()
         if self.promoted:
-            text += f" (its value was observed: it applied by {self.complete:.6g})"
+            text += f" (its value was observed: it applied by {format_time(self.complete)})"
         return text
 
 
@@ -223,23 +225,23 @@ def _bind(state: State, r: int, revs: _Revisions) -> State | str:
 
 def _observe(state: State, value: str | None, rev: int | None, revs: _Revisions) -> State | str:
     if state[0] != value:
-        return "value differs"
+        return "it saw another value"
     if rev is None or value is None:
         return state
     if state[1] is not None:
-        return state if state[1] == rev else "revision differs"
+        return state if state[1] == rev else "it saw another revision"
     return _bind(state, rev, revs)
 
 
 def _cond_holds(state: State, kind: int, arg: object, revs: _Revisions) -> State | str:
     if kind == _PREV_VALUE:
-        return state if state[0] == arg else "condition false"
+        return state if state[0] == arg else "its condition is false here"
     if kind == _MUST_BE_ABSENT:
-        return state if state[0] is None else "condition false"
+        return state if state[0] is None else "its condition is false here"
     if state[0] is None:  # _PREV_REVISION
-        return "condition false"
+        return "its condition is false here"
     if state[1] is not None:
-        return state if state[1] == arg else "condition false"
+        return state if state[1] == arg else "its condition is false here"
     return _bind(state, arg, revs)  # type: ignore[arg-type]
 
 
@@ -263,7 +265,7 @@ def _step(s: _Spec, state: State, revs: _Revisions) -> State | str:
     r = s.rev
     if mode == _REFUTE:
         if not _cond_can_fail(state, s.cond_kind, s.cond_arg):
-            return "condition holds"
+            return "its condition holds here, yet it failed"
         if r is None:
             return state
         value, rev, lo, hi, last = state
@@ -378,7 +380,10 @@ class _Outcome:
     ok: bool | None
     states: int
     deepest: _Deepest | None
-    impossible: int = -1  # an operation that observed a value no operation writes
+    # Found before searching: why, and the operations (spec indexes) that show it in the
+    # history searched (not a sub-history: dropping writes is not a sound reduction).
+    reason: str | None = None
+    culprits: tuple[int, ...] = ()
 
 
 _CLOCK_EVERY = 2048
@@ -437,27 +442,19 @@ def _search(specs: list[_Spec], revs: _Revisions, deadline: float | None) -> _Ou
     invoke = [s.invoke for s in specs]
     complete = [s.complete for s in specs]
     bit = [1 << i for i in range(n)]
-    # Values written by one operation only, and how many pending required operations must
-    # still observe each: overwriting such a value while some are pending is hopeless.
-    writers: dict[str, int] = defaultdict(int)
-    for s in specs:
-        if s.mode == _APPLY and s.new_value is not None:
-            writers[s.new_value] += 1
-    must_see: list[str | None] = [None] * n
+    # How many pending required operations must still observe each value written once:
+    # overwriting such a value while some are pending is hopeless.
+    must_see, ghost = _must_see(specs)
+    if ghost >= 0:
+        v = must_see[ghost]
+        return _Outcome(False, 0, None, f"No operation writes {v!r}, yet this one observed it", (ghost,))
     waiting: dict[str, int] = {}
-    for i, s in enumerate(specs):
-        if s.has_seen:
-            v = s.seen_value
-        elif s.mode == _APPLY and s.cond_kind == _PREV_VALUE:
-            v = s.cond_arg  # type: ignore[assignment]
-        else:
-            v = None
-        if s.required and v is not None:
-            if v not in writers:
-                return _Outcome(False, 0, None, impossible=i)
-            if writers[v] == 1:
-                must_see[i] = v
-                waiting[v] = waiting.get(v, 0) + 1
+    for v in must_see:
+        if v is not None:
+            waiting[v] = waiting.get(v, 0) + 1
+    stale = _stale_observation(specs, must_see) or _foreign_revision(specs)
+    if stale is not None:
+        return stale
 
     # Unknown writes with the same effect are interchangeable: only the earliest invoked
     # one not yet applied is tried (a later one stays available for later).
@@ -599,6 +596,82 @@ def _search(specs: list[_Spec], revs: _Revisions, deadline: float | None) -> _Ou
                 break
         node = nxt[c]
         in_main = required[i]
+
+
+def _must_see(specs: list[_Spec]) -> tuple[list[str | None], int]:
+    """For each required operation, the value it must observe if only one operation
+    writes it (else None); and the first that observed a value nobody writes (or -1)."""
+    writers: dict[str, int] = defaultdict(int)
+    for s in specs:
+        if s.mode == _APPLY and s.new_value is not None:
+            writers[s.new_value] += 1
+    must_see: list[str | None] = [None] * len(specs)
+    ghost = -1
+    for i, s in enumerate(specs):
+        if s.has_seen:
+            v = s.seen_value
+        elif s.mode == _APPLY and s.cond_kind == _PREV_VALUE:
+            v = s.cond_arg  # type: ignore[assignment]
+        else:
+            v = None
+        if s.required and v is not None:
+            if v not in writers:
+                must_see[i] = v
+                return must_see, i
+            if writers[v] == 1:
+                must_see[i] = v
+    return must_see, ghost
+
+
+def _stale_observation(specs: list[_Spec], must_see: list[str | None]) -> _Outcome | None:
+    """Catch the common violations without searching: an operation observed a value that
+    only one write writes, but that write began after the observer completed, or another
+    write surely replaced the value (began after the writer completed, completed before
+    the observer began). Reports the first in the order of ``specs``."""
+    writer_of: dict[str, int] = {}
+    for i, s in enumerate(specs):
+        if s.mode == _APPLY and s.new_value is not None:
+            writer_of[s.new_value] = i  # only used for values written once
+    applied = sorted((s.invoke, s.complete, i) for i, s in enumerate(specs)
+                     if s.required and s.mode == _APPLY)
+    invokes = [a[0] for a in applied]
+    earliest_end: list[tuple[float, int]] = [(_INF, -1)] * (len(applied) + 1)
+    for k in range(len(applied) - 1, -1, -1):  # earliest completion among applied[k:]
+        earliest_end[k] = min(earliest_end[k + 1], (applied[k][1], applied[k][2]))
+    for i, v in enumerate(must_see):
+        if v is None:
+            continue
+        w = writer_of[v]
+        observer, writer = specs[i], specs[w]
+        if observer.complete < writer.invoke:
+            return _Outcome(False, 0, None, f"{v!r} was observed before the only write of it began", (w, i))
+        if not writer.required:
+            continue
+        end, x = earliest_end[bisect.bisect_right(invokes, writer.complete)]
+        if end < observer.invoke:
+            return _Outcome(False, 0, None, f"{v!r} was observed after another write surely replaced it",
+                            (w, x, i))
+    return None
+
+
+def _foreign_revision(specs: list[_Spec]) -> _Outcome | None:
+    """Catch, without searching, an operation that saw (or required, in prev_revision) the
+    key at a revision that was reported for an operation which did not leave that state."""
+    owner = {s.rev: i for i, s in enumerate(specs) if s.rev is not None}
+    for i, s in enumerate(specs):
+        if not s.required:
+            continue
+        if s.has_seen and s.seen_rev is not None and s.seen_rev in owner:
+            w = specs[owner[s.seen_rev]]
+            if w.mode != _APPLY or w.new_value != s.seen_value:
+                return _Outcome(False, 0, None, f"Revision {s.seen_rev} was reported for an operation "
+                                f"that did not write {s.seen_value!r}", (owner[s.seen_rev], i))
+        if s.mode == _APPLY and s.cond_kind == _PREV_REVISION and s.cond_arg in owner:
+            w = specs[owner[s.cond_arg]]  # type: ignore[index]
+            if w.mode != _APPLY or w.new_value is None:
+                return _Outcome(False, 0, None, f"Revision {s.cond_arg} was reported for an operation "
+                                "that did not write the key", (owner[s.cond_arg], i))  # type: ignore[index]
+    return None
 
 
 def _dead_end(specs: list[_Spec], stack: list, state: State, nxt: list[int], n: int,
@@ -772,17 +845,23 @@ def _shrink(failure: _Failure, elsewhere: _Elsewhere, deadline: float) -> _Failu
         return False
 
     ops: list[Op] = failure[0]
+    specs, outcome = failure[1], failure[2]
+    if outcome.reason is not None:  # already explained by a few operations
+        return best
     ends = sorted({op.complete for op in ops if op.complete is not None and _informative(op)
                    and op.outcome != "unknown"})
     lo, hi = 0, len(ends) - 1  # the whole history, ends[-1], is known to fail
+    if outcome.deepest is not None and outcome.deepest.blocked >= 0:
+        # Where the search got stuck is a good first guess.
+        guess = bisect.bisect_left(ends, specs[outcome.deepest.blocked].complete)
+        if guess < hi and fails(_prefix(ops, ends[guess])):
+            hi = guess
     while lo < hi and time.monotonic() < deadline:
         mid = (lo + hi) // 2
         if fails(_prefix(ops, ends[mid])):
             hi = mid
         else:
             lo = mid + 1
-    if ends and hi < len(ends) - 1 and len(best[0]) == len(ops):
-        fails(_prefix(ops, ends[hi]))
 
     def observation(op: Op) -> bool:
         return op.kind == "read" or op.condition_failed
@@ -814,6 +893,10 @@ _MAX_LISTED = 40
 def _explain(key: str, original: int, ops: Sequence[Op], specs: list[_Spec], outcome: _Outcome,
              revs: _Revisions) -> str:
     lines = [f"key {key!r} is not linearizable."]
+    if outcome.reason is not None:  # a direct argument: these operations suffice
+        lines.append(outcome.reason + ":")
+        lines.extend(f"  {specs[i].describe()}" for i in outcome.culprits)
+        return "\n".join(lines)
     shown = sorted(ops, key=lambda op: (op.invoke, op.client))
     lines.append(
         f"A sub-history of {len(ops)} of its {original} operations already fails"
@@ -822,11 +905,6 @@ def _explain(key: str, original: int, ops: Sequence[Op], specs: list[_Spec], out
     if len(shown) > _MAX_LISTED:
         lines.append(f"  ... {len(shown) - _MAX_LISTED} earlier operations")
     lines.extend(f"  {op.describe()}" for op in shown[-_MAX_LISTED:])
-    if outcome.impossible >= 0:
-        spec = specs[outcome.impossible]
-        value = spec.seen_value if spec.has_seen else spec.cond_arg
-        lines.append(f"No operation writes {value!r}, yet this one observed it:")
-        lines.append(f"  {spec.describe()}")
     deepest = outcome.deepest
     if deepest is not None:
         lin = deepest.linearized
@@ -842,9 +920,21 @@ def _explain(key: str, original: int, ops: Sequence[Op], specs: list[_Spec], out
             lines.append("Then this operation must take effect before it returns, but cannot:")
             lines.append(f"  {specs[deepest.blocked].describe()}")
         lines.append("Operations that could have gone next, and why they do not fit:")
+        must_see = _must_see(specs)[0]
+        done = set(lin)
+        current = deepest.state[0]
         for i in deepest.pending:
             why = _step(specs[i], deepest.state, revs)
-            reason = why if isinstance(why, str) else "fits here, but every continuation fails later"
+            if isinstance(why, str):
+                reason = why
+            else:
+                witness = [j for j, v in enumerate(must_see)
+                           if v is not None and v == current and j != i and j not in done]
+                if specs[i].mode == _APPLY and witness:
+                    reason = (f"it would replace {current!r}, written once, which this one has yet "
+                              f"to see: {specs[witness[0]].describe()}")
+                else:
+                    reason = "fits here, but every continuation fails later"
             lines.append(f"  {specs[i].describe()}: {reason}")
     return "\n".join(lines)
 
@@ -885,8 +975,8 @@ def check(history: Iterable[Op], timeout: float | None = None, *,
     for key in sorted(by_key):
         key_ops = by_key[key]
         t0 = time.monotonic()
-        if deadline is not None and t0 > deadline:
-            result.keys[key] = KeyResult(key, None, 0, 0, 0, 0.0, "not checked: timed out")
+        if deadline is not None and t0 >= deadline:
+            result.keys[key] = KeyResult(key, None, 0, 0, 0, 0.0)
             if result.ok is True:
                 result.ok = None
             continue
