@@ -442,16 +442,24 @@ def _ephemeral_low() -> int:
 
 
 def http_request(
-    base_url: str, method: str, path: str, body: Any = None, timeout: float = 2.0
+    base_url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    timeout: float = 2.0,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, dict[str, str]]:
-    """``method base_url+path`` with an optional JSON body; (status, JSON or None,
-    headers). Non-2xx statuses are returned, not raised; OSError when unreachable."""
+    """``method base_url+path`` with an optional JSON body and extra ``headers``; (status,
+    JSON or None, lower-cased headers). Non-2xx statuses are returned, not raised; OSError
+    when unreachable."""
     parts = urllib.parse.urlsplit(base_url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
         payload = None if body is None else json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"} if payload is not None else {}
-        conn.request(method, path, body=payload, headers=headers)
+        sent = dict(headers or {})
+        if payload is not None:
+            sent.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=payload, headers=sent)
         reply = conn.getresponse()
         data = reply.read()
     except http.client.HTTPException as exc:

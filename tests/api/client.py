@@ -8,12 +8,12 @@ and can follow 307 redirects the way ``curl -L`` does: same method, same body, t
 
 from __future__ import annotations
 
-import http.client
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from leifdb.cluster import http_request
 
 __all__ = ["Reply", "key_path", "put_until_ok", "request", "request_following"]
 
@@ -54,27 +54,11 @@ def request(
     timeout: float = 5.0,
 ) -> Reply:
     """``method base_url+path`` once; ``body`` is sent as JSON when given."""
+    status, decoded, reply_headers = http_request(
+        base_url, method, path, body, timeout=timeout, headers=headers
+    )
     parts = urlsplit(base_url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-    sent = dict(headers or {})
-    payload = None
-    if body is not None:
-        payload = json.dumps(body).encode()
-        sent.setdefault("Content-Type", "application/json")
-    try:
-        conn.request(method, path, body=payload, headers=sent)
-        response = conn.getresponse()
-        data = response.read()
-    except http.client.HTTPException as exc:
-        raise ConnectionError(f"bad HTTP reply from {base_url}: {exc!r}") from exc
-    finally:
-        conn.close()
-    try:
-        decoded = json.loads(data) if data else None
-    except ValueError:
-        decoded = None
-    reply_headers = {k.lower(): v for k, v in response.getheaders()}
-    return Reply(response.status, decoded, reply_headers, [f"http://{parts.netloc}"])
+    return Reply(status, decoded, reply_headers, [f"http://{parts.netloc}"])
 
 
 def request_following(
