@@ -42,20 +42,13 @@ class _Call:
     deferred: Deferred
 
 
-class ThreadedStorage:
-    """Asynchronous front of a ``LogStorage`` for the node (reactor thread only).
+class StorageQueue:
+    """Asynchronous front of a ``LogStorage`` for the node (reactor thread only): the FIFO
+    queue and group commit. Subclasses say where the work runs (``_run``): a worker
+    thread in production, simulated time in the node-level simulation."""
 
-    ``reactor`` is the reactor whose thread receives results; the worker is a private
-    one-thread pool, stopped by ``close()`` (or at reactor shutdown)."""
-
-    def __init__(self, storage: LogStorage, reactor: Any, name: str = "leifdb-storage") -> None:
+    def __init__(self, storage: LogStorage) -> None:
         self.storage = storage
-        self._reactor = reactor
-        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
-        self._pool.start()
-        self._shutdown_trigger = reactor.addSystemEventTrigger(
-            "during", "shutdown", self._pool.stop
-        )
         self._queue: deque[_Persist | _Call] = deque()
         self._busy = False
         self._firing = False
@@ -63,6 +56,13 @@ class ThreadedStorage:
         self._close_waiters: list[Deferred] = []
         self._close_result: Any = _PENDING
         self.batches = 0
+
+    def _run(self, function: Callable[..., Any], *args: Any) -> Deferred:
+        """Run ``function(*args)`` off the reactor; fire with its result or failure."""
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Called once after the storage closed: free the worker."""
 
     def load(self) -> Deferred:
         """``storage.load()`` on the worker; fires with the ``PersistentState``."""
@@ -119,12 +119,12 @@ class ThreadedStorage:
             batch: list[_Persist] = []
             while self._queue and isinstance(self._queue[0], _Persist):
                 batch.append(self._queue.popleft())  # type: ignore[arg-type]
-            work = deferToThreadPool(self._reactor, self._pool, self._write_batch, batch)
+            work = self._run(self._write_batch, batch)
             waiters = [p.deferred for p in batch]
         else:
             self._queue.popleft()
             assert isinstance(head, _Call)
-            work = deferToThreadPool(self._reactor, self._pool, head.function, *head.args)
+            work = self._run(head.function, *head.args)
             waiters = [head.deferred]
         work.addBoth(self._finished, waiters)
 
@@ -150,14 +150,34 @@ class ThreadedStorage:
         self._kick()
 
     def _closed(self, result: Any) -> None:
-        if self._shutdown_trigger is not None:
-            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
-            self._shutdown_trigger = None
-        self._pool.stop()
+        self._release()
         self._close_result = result
         waiters, self._close_waiters = self._close_waiters, []
         for d in waiters:
             _fire(d, result)
+
+
+class ThreadedStorage(StorageQueue):
+    """The queue on a private one-thread pool; ``reactor`` receives the results. The pool
+    is stopped by ``close()`` (or at reactor shutdown)."""
+
+    def __init__(self, storage: LogStorage, reactor: Any, name: str = "leifdb-storage") -> None:
+        super().__init__(storage)
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
+        self._pool.start()
+        self._shutdown_trigger = reactor.addSystemEventTrigger(
+            "during", "shutdown", self._pool.stop
+        )
+
+    def _run(self, function: Callable[..., Any], *args: Any) -> Deferred:
+        return deferToThreadPool(self._reactor, self._pool, function, *args)
+
+    def _release(self) -> None:
+        if self._shutdown_trigger is not None:
+            self._reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
+        self._pool.stop()
 
 
 _PENDING = object()

@@ -40,7 +40,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -52,10 +52,11 @@ from leifdb.kv.commands import ApplyResult, Command, Delete, Item, Put
 from leifdb.kv.store import KVStore, condition_holds
 from leifdb.node import Node
 from leifdb.nodeconfig import NodeConfig
-from leifdb.raft.messages import Entry, EntryType, HardState, Member, Message, Role, SnapshotMeta
+from leifdb.raft.messages import EntryType, Member, Message, Role, SnapshotMeta
 from leifdb.raft.storage import MemoryStorage
 from leifdb.storage.checksum import crc32c
-from leifdb.storage.errors import ChunkOffsetError, SnapshotNotFound, StorageClosed
+from leifdb.storage.errors import ChunkOffsetError, SnapshotNotFound
+from leifdb.storage.threaded import StorageQueue
 from leifdb.wire import decode_command, decode_frame, encode_message
 from tests.sim.invariants import SafetyChecker, Violation
 
@@ -155,119 +156,35 @@ class NodeReactor:
 # ---------------------------------------------------------------------------- storage
 
 
-@dataclass
-class _Persist:
-    hard_state: HardState | None
-    entries: Sequence[Entry]
-    deferred: Deferred
-
-
-@dataclass
-class _Call:
-    function: Callable[..., Any]
-    args: tuple
-    deferred: Deferred
-
-
-class SimAsyncStorage:
-    """In-memory ``ThreadedStorage``: the same API and FIFO/group-commit semantics, but
-    the "worker" is simulated time on the node's reactor.
-
-    A persist batch (every persist queued while the worker was busy) is staged into
-    ``storage`` when the worker takes it and synced ``fsync_delay()`` seconds later, when
-    the callers' Deferreds fire. Other work (``call``/``compact``/``load``) runs when its
-    simulated duration ends. A crash (``NodeReactor.kill`` + ``MemoryStorage.crash``)
-    therefore loses exactly what was staged but not synced."""
+class SimAsyncStorage(StorageQueue):
+    """``ThreadedStorage``'s queue and group commit (the same class), but the "worker" is
+    simulated time on the node's reactor: each job (a persist batch, or a ``call``) runs
+    ``fsync_delay()`` seconds after the worker takes it, when the callers' Deferreds fire.
+    A crash (``NodeReactor.kill`` + ``MemoryStorage.crash``) before then loses exactly what
+    was not yet synced."""
 
     def __init__(
         self, storage: MemoryStorage, reactor: NodeReactor, fsync_delay: Callable[[], float]
     ) -> None:
-        self.storage = storage
+        super().__init__(storage)
         self._reactor = reactor
         self._delay = fsync_delay
-        self._queue: deque[_Persist | _Call] = deque()
-        self._busy = False
-        self._firing = False
-        self._closing = False
-        self._closed: Deferred | None = None
-        self.batches = 0
 
-    def load(self) -> Deferred:
-        return self.call(self.storage.load)
-
-    def persist(self, hard_state: HardState | None, entries: Sequence[Entry]) -> Deferred:
-        if self._closing:
-            return defer.fail(StorageClosed("storage is closing"))
+    def _run(self, function: Callable[..., Any], *args: Any) -> Deferred:
         d: Deferred = Deferred()
-        self._queue.append(_Persist(hard_state, list(entries), d))
-        self._kick()
+
+        def work() -> None:
+            try:
+                result: Any = function(*args)
+            except Exception:
+                result = Failure()
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+        self._reactor.callLater(self._delay(), work)
         return d
-
-    def compact(self, meta: SnapshotMeta) -> Deferred:
-        return self.call(self.storage.compact, meta)
-
-    def call(self, function: Callable[..., Any], *args: Any) -> Deferred:
-        if self._closing:
-            return defer.fail(StorageClosed("storage is closing"))
-        d: Deferred = Deferred()
-        self._queue.append(_Call(function, args, d))
-        self._kick()
-        return d
-
-    def close(self) -> Deferred:
-        """Let queued work finish, then close; idempotent."""
-        if self._closed is None:
-            self._closing = True
-            self._closed = Deferred()
-            self._queue.append(_Call(self.storage.close, (), self._closed))
-            self._kick()
-        result: Deferred = Deferred()
-        self._closed.addBoth(lambda r: (result.callback(None), r)[1])
-        return result
-
-    def _kick(self) -> None:
-        if self._busy or self._firing or not self._queue:
-            return
-        self._busy = True
-        if isinstance(self._queue[0], _Persist):
-            batch: list[_Persist] = []
-            while self._queue and isinstance(self._queue[0], _Persist):
-                batch.append(self._queue.popleft())  # type: ignore[arg-type]
-            for item in batch:
-                if item.entries:
-                    self.storage.append(item.entries)
-                if item.hard_state is not None:
-                    self.storage.set_hard_state(item.hard_state)
-            self._reactor.callLater(self._delay(), self._synced, batch)
-        else:
-            head = self._queue.popleft()
-            assert isinstance(head, _Call)
-            self._reactor.callLater(self._delay(), self._run_call, head)
-
-    def _synced(self, batch: list[_Persist]) -> None:
-        self.storage.sync()
-        self.batches += 1
-        self._finished(None, [p.deferred for p in batch])
-
-    def _run_call(self, call: _Call) -> None:
-        try:
-            result: Any = call.function(*call.args)
-        except Exception:
-            result = Failure()
-        self._finished(result, [call.deferred])
-
-    def _finished(self, result: Any, waiters: list[Deferred]) -> None:
-        self._busy = False
-        self._firing = True
-        try:
-            for d in waiters:
-                if isinstance(result, Failure):
-                    d.errback(result)
-                else:
-                    d.callback(result)
-        finally:
-            self._firing = False
-        self._kick()
 
 
 class MemorySnapshotStore:
