@@ -19,3 +19,24 @@ class OutcomeUnknown(Exception):
 
 class Unavailable(Exception):
     """A linearizable read could not be confirmed (no leader, or no majority reachable)."""
+
+
+class Compacted(Exception):
+    """A watch or long poll asked for history older than the node keeps.
+    ``compact_revision`` is the oldest revision it can still start from: re-read the
+    state, then watch from the revision that read returned."""
+
+    def __init__(self, compact_revision: int) -> None:
+        super().__init__(
+            f"revisions before {compact_revision} are no longer kept; read again and "
+            f"watch from the revision of that read"
+        )
+        self.compact_revision = compact_revision
+
+
+class LimitExceeded(Exception):
+    """A request is over one of the documented limits (HTTP 413); the message names it."""
+
+
+class InvalidRequest(Exception):
+    """A request is well-formed but makes no sense (HTTP 400); the message says why."""

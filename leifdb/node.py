@@ -25,6 +25,8 @@ from leifdb.kv.commands import ApplyResult, Command
 from leifdb.kv.store import KVStore
 from leifdb.nodeconfig import NodeConfig
 from leifdb.raft.core import Config, NotLeader, RaftCore
+from leifdb.storage.errors import StorageError
+from leifdb.wire import DecodeError, decode_command, encode_command, encode_membership
 from leifdb.raft.messages import (
     AppendEntries,
     Entry,
@@ -143,17 +145,21 @@ class Node:
         disk = self.storage.storage
         state = disk.load()
         if meta.last_included_index > state.snapshot.last_included_index:
+            # A crash between saving a snapshot and compacting the log.
             disk.compact(meta)
             state = disk.load()
+        elif meta.last_included_index < state.snapshot.last_included_index:
+            raise StorageError(
+                f"the log starts after snapshot {state.snapshot.last_included_index}, but no "
+                f"valid snapshot that recent is in {self.config.data_dir}: restore the data "
+                "directory from a backup, or empty it so the node is re-seeded by the leader"
+            )
         return state, kv, meta
 
     def _started(self, recovered: tuple[Any, KVStore, SnapshotMeta]) -> None:
         state, kv, meta = recovered
         self._kv = kv
         self._snapshot_meta = meta
-        if state.snapshot.last_included_index != meta.last_included_index:
-            state.snapshot = meta
-            state.entries = [e for e in state.entries if e.index > meta.last_included_index]
         ticks = max(2, round(self.config.election_timeout_ms / self.config.heartbeat_interval_ms))
         core_config = Config(
             node_id=self.config.node_id,
@@ -163,8 +169,6 @@ class Node:
         )
         self.core = RaftCore(core_config, state, self._rng)
         self._durable_vote = (state.hard_state.term, state.hard_state.voted_for)
-        if meta.last_included_index:
-            self.core.snapshot_meta = meta
         self.transport = self._make_transport(self)
         log.info(
             "Node {node} started: term {term}, {entries} log entries after snapshot {snap}",
@@ -225,8 +229,6 @@ class Node:
         return self._kv
 
     def submit(self, command: Command) -> Deferred:
-        from leifdb.wire import encode_command
-
         core = self._require_core()
         try:
             index, term = core.propose(encode_command(command))
@@ -302,12 +304,13 @@ class Node:
         """Persist, then carry on. A leader's appends and heartbeats leave before its own
         fsync (Raft §10.2.1): it counts itself toward a commit only once durable, so
         nothing unsafe can be acknowledged; every other message waits for the fsync."""
-        early: list[Message] = []
         late = ready.messages
         if self.core.role is Role.LEADER:
-            term = self.core.term
-            early = [m for m in late if isinstance(m, _LEADER_MESSAGES) and m.term == term]
-            late = [m for m in late if not (isinstance(m, _LEADER_MESSAGES) and m.term == term)]
+            early: list[Message] = []
+            late = []
+            for msg in ready.messages:
+                leader_sent = isinstance(msg, _LEADER_MESSAGES) and msg.term == self.core.term
+                (early if leader_sent else late).append(msg)
             self._send_all(early)
         hs = ready.hard_state
         vote_changed = hs is not None and (hs.term, hs.voted_for) != self._durable_vote
@@ -395,8 +398,6 @@ class Node:
     # ------------------------------------------------------------------ applying
 
     def _apply(self, entries: list[Entry]) -> None:
-        from leifdb.wire import DecodeError, decode_command
-
         kv = self._kv
         for entry in entries:
             if entry.index <= kv.applied_index:
@@ -499,8 +500,6 @@ class Node:
         term = self.core.log.term_at(index)
         if term is None:
             return
-        from leifdb.wire import encode_membership
-
         buffer = io.BytesIO()
         kv.write_snapshot(buffer, encode_membership(self.config.members))
         self._snapshotting = True

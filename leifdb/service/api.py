@@ -1,0 +1,201 @@
+"""The service as its front ends see it: typed values in, typed values (or errors) out.
+
+Front ends (HTTP routes, the SSE watch stream, later the CLI's server side, metrics) talk
+to one object implementing ``Service``; they never touch the node, the core or the store.
+Errors are the ones of ``leifdb.errors``:
+
+- ``NotLeaderError``: nothing was done; ``leader_http`` says where the leader is (None: no
+  leader known).
+- ``Unavailable``: a linearizable read (or a write) cannot be served now; nothing was done.
+- ``OutcomeUnknown``: a write was proposed but its fate is not known.
+- ``Compacted``: a watch or wait starts before the kept history.
+- ``LimitExceeded`` / ``InvalidRequest``: the request is over a limit / makes no sense.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from twisted.internet.defer import Deferred
+
+from leifdb.kv.commands import Condition, Event, Item, Txn, TxnResult
+
+__all__ = [
+    "CONSISTENCY_LINEARIZABLE",
+    "CONSISTENCY_STALE",
+    "NodeStatus",
+    "Page",
+    "Service",
+    "ServiceLimits",
+    "WatchHandle",
+    "WatchSink",
+    "WriteResult",
+]
+
+CONSISTENCY_LINEARIZABLE = "linearizable"
+CONSISTENCY_STALE = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One node's view of the cluster. ``role`` is ``leader``, ``follower``, ``candidate``
+    or ``starting``; ``leader_http`` is the leader's client address (``host:port``)."""
+
+    node: str
+    role: str
+    term: int
+    leader: str | None
+    leader_http: str | None
+    commit_index: int
+    applied_index: int
+    last_index: int
+    snapshot_index: int
+    version: str
+    revision: int
+    compact_revision: int
+    watchers: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a range read, in key order. ``revision`` is the store's revision the
+    page was read at; ``more``: further keys match after the last one returned."""
+
+    items: tuple[Item, ...]
+    more: bool
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """A put or delete that committed. ``ok`` False: the condition failed and nothing
+    changed (``current`` is the key as it is). ``revision``: the write's revision."""
+
+    ok: bool
+    revision: int
+    current: Item | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceLimits:
+    """Limits the service enforces, with their defaults (the one place they are defined;
+    ``leifdb.nodeconfig`` and the HTTP layer take them from here)."""
+
+    max_key_bytes: int = 1024
+    max_value_bytes: int = 1 << 20
+    default_page_size: int = 100
+    max_page_size: int = 1000
+    max_page_bytes: int = 4 << 20
+    max_txn_ops: int = 1024
+    max_txn_bytes: int = 8 << 20
+    history_events: int = 1_000_000
+    history_bytes: int = 128 << 20
+    watcher_buffer_events: int = 10_000
+    watcher_buffer_bytes: int = 8 << 20
+    max_watchers: int = 100_000
+    progress_interval: float = 5.0
+    max_wait_seconds: float = 600.0
+    default_wait_seconds: float = 60.0
+
+
+class WatchSink(Protocol):
+    """Where a watch delivers (an SSE response, a test). Called on the reactor thread."""
+
+    def events(self, events: list[Event]) -> bool:
+        """Deliver changes of one revision (all of a transaction's together). Return False
+        when the sink cannot take more now (its buffer is full): the service then queues
+        up to the watcher buffer bound, and past it ends the watch with ``overflow``."""
+        ...
+
+    def progress(self, revision: int) -> None:
+        """A bookmark: every change up to ``revision`` has been delivered."""
+        ...
+
+    def closed(self, reason: str, compact_revision: int | None = None) -> None:
+        """The watch ended for ``reason``: ``compacted`` (its position left the history
+        window; ``compact_revision`` is where history starts), ``overflow`` (too slow),
+        ``shutdown`` (the node stops) or ``cancelled``."""
+        ...
+
+
+class WatchHandle(Protocol):
+    @property
+    def start_revision(self) -> int: ...
+
+    def resume(self) -> None:
+        """The sink can take more again: deliver what is queued."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop the watch (the client went away); ``closed`` is not called."""
+        ...
+
+
+class Service(Protocol):
+    """One node's key-value service (``leifdb.service.KVService``)."""
+
+    limits: ServiceLimits
+
+    @property
+    def revision(self) -> int:
+        """The revision of this node's applied state (its applied log index)."""
+        ...
+
+    def get(self, key: str, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[Item | None]:
+        ...
+
+    def range(
+        self,
+        prefix: str,
+        start_after: str | None = None,
+        limit: int | None = None,
+        consistency: str = CONSISTENCY_LINEARIZABLE,
+    ) -> Deferred[Page]:
+        """At most ``limit`` (default ``default_page_size``, at most ``max_page_size``)
+        items, stopping early past ``max_page_bytes`` of keys and values."""
+        ...
+
+    def put(self, key: str, value: str, condition: Condition | None = None) -> Deferred[WriteResult]:
+        ...
+
+    def delete(self, key: str, condition: Condition | None = None) -> Deferred[WriteResult]:
+        ...
+
+    def txn(self, txn: Txn, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[TxnResult]:
+        """A read-only transaction is served after a read barrier (or at once when
+        ``consistency`` is stale) without a log entry; any other goes through the log.
+        Raises ``LimitExceeded`` past ``max_txn_ops``/``max_txn_bytes``, ``InvalidRequest``
+        for two writes to one key."""
+        ...
+
+    def watch(
+        self,
+        sink: WatchSink,
+        key: str,
+        *,
+        prefix: bool = False,
+        start_revision: int | None = None,
+    ) -> WatchHandle:
+        """Deliver every change of ``key`` (or of keys under it when ``prefix``) with a
+        revision >= ``start_revision`` (None: changes after the current revision), from
+        this node's applied state, in order, each revision once. Raises ``Compacted`` when
+        ``start_revision`` is older than the history kept, ``LimitExceeded`` past
+        ``max_watchers``. Replayed history is delivered before this returns."""
+        ...
+
+    def wait(
+        self, key: str, *, prefix: bool, wait_revision: int, timeout: float
+    ) -> Deferred[list[Event]]:
+        """Long poll: fires with the changes of ``key`` (or under it) at revisions >=
+        ``wait_revision`` as soon as there is at least one (all of that first revision), or
+        with [] after ``timeout`` seconds. Raises ``Compacted`` like ``watch``."""
+        ...
+
+    def status(self) -> NodeStatus:
+        ...
+
+    def on_applied(self, observer: Callable[[int, tuple[Event, ...]], None]) -> Callable[[], None]:
+        """Call ``observer(revision, events)`` after every applied entry (events may be
+        empty); returns a function that unsubscribes."""
+        ...
