@@ -126,8 +126,8 @@ class OpResult:
 @dataclass(frozen=True, slots=True)
 class TxnResult:
     """``succeeded``: the compares held and ``success`` ran (else ``failure`` ran).
-    ``revision`` is the log index of the transaction (0 for a read-only transaction served
-    without the log)."""
+    ``revision`` is the log index of the transaction; for a read-only transaction served
+    without the log, the store revision (applied index) it read at."""
 
     succeeded: bool
     revision: int

@@ -12,7 +12,8 @@ from typing import Iterable
 
 from google.protobuf import message as _pb_message
 
-from leifdb.kv.commands import Command, Condition, Delete, Put
+from leifdb.kv.commands import Command, Compare, Condition, Delete, Get, Put, Range, Txn, TxnOp
+from leifdb.kv.store import check_command
 from leifdb.raft.messages import Member
 from leifdb.wire import leifdb_pb2 as pb
 from leifdb.wire._checks import Invalid, require, require_address
@@ -21,12 +22,28 @@ from leifdb.wire.errors import DecodeError, EncodeError
 _PB_VALUE_ERRORS = (ValueError, TypeError, OverflowError)
 
 
+_COMPARE_OPS = {
+    "equal": pb.COMPARE_EQUAL,
+    "not_equal": pb.COMPARE_NOT_EQUAL,
+    "greater": pb.COMPARE_GREATER,
+    "less": pb.COMPARE_LESS,
+}
+_COMPARE_OP_NAMES = {number: name for name, number in _COMPARE_OPS.items()}
+
+
 def encode_command(cmd: Command) -> bytes:
-    """Serialize a ``Put`` or ``Delete`` as a ``KvCommand``. The key must be non-empty and a
-    condition may set at most one test; ``EncodeError`` otherwise."""
+    """Serialize a ``Put``, ``Delete`` or ``Txn`` as a ``KvCommand``. ``EncodeError`` for
+    anything ``decode_command`` would refuse or ``KVStore.apply`` could not apply: an empty
+    key (a range prefix may be empty), a condition with more than one test, a ``Put`` or
+    ``Delete`` with a condition inside a ``Txn``, an unknown compare target or op, a
+    compare value of the wrong type or a negative revision, a range limit below 1."""
     try:
-        require(isinstance(cmd, (Put, Delete)), f"not a command: {type(cmd).__name__}")
-        require(isinstance(cmd.key, str) and cmd.key != "", "empty key")
+        check_command(cmd)
+        if isinstance(cmd, Txn):
+            op = pb.KvCommand()
+            _encode_txn(cmd, op.txn)
+            return op.SerializeToString()
+        require(cmd.key != "", "empty key")
         if isinstance(cmd, Put):
             op = pb.KvCommand(put=pb.Put(key=cmd.key, value=cmd.value))
             target = op.put
@@ -50,6 +67,8 @@ def decode_command(data: bytes) -> Command:
     kind = op.WhichOneof("op")
     try:
         require(kind is not None, "command has no operation")
+        if kind == "txn":
+            return _decode_txn(op.txn)
         body = op.put if kind == "put" else op.delete
         require(body.key != "", "empty key")
         condition = _decode_condition(body.condition) if body.HasField("condition") else None
@@ -58,6 +77,71 @@ def decode_command(data: bytes) -> Command:
     if kind == "put":
         return Put(body.key, op.put.value, condition)
     return Delete(body.key, condition)
+
+
+def _encode_txn(txn: Txn, out: pb.Txn) -> None:
+    """``txn`` has passed ``check_command``: only the wire's own rules are left."""
+    out.SetInParent()
+    for compare in txn.compare:
+        require(compare.key != "", "empty key in a compare")
+        c = out.compare.add(key=compare.key, op=_COMPARE_OPS[compare.op])
+        setattr(c, compare.target, compare.value)
+    for ops, branch in ((txn.success, out.success), (txn.failure, out.failure)):
+        for txn_op in ops:
+            _encode_txn_op(txn_op, branch.add())
+
+
+def _encode_txn_op(op: TxnOp, out: pb.TxnOp) -> None:
+    if isinstance(op, Range):
+        out.range.prefix = op.prefix
+        if op.start_after is not None:
+            out.range.start_after = op.start_after
+        if op.limit is not None:
+            out.range.limit = op.limit
+        return
+    require(op.key != "", "empty key in a transaction operation")
+    if isinstance(op, Put):
+        out.put.key, out.put.value = op.key, op.value
+    elif isinstance(op, Delete):
+        out.delete.key = op.key
+    else:
+        out.get.key = op.key
+
+
+def _decode_txn(txn: pb.Txn) -> Txn:
+    compares = []
+    for c in txn.compare:
+        require(c.key != "", "empty key in a compare")
+        require(c.op in _COMPARE_OP_NAMES, f"unknown compare op {c.op}")
+        target = c.WhichOneof("target")
+        require(target is not None, "compare has no target")
+        compares.append(Compare(c.key, target, _COMPARE_OP_NAMES[c.op], getattr(c, target)))
+    return Txn(
+        tuple(compares),
+        tuple(_decode_txn_op(op) for op in txn.success),
+        tuple(_decode_txn_op(op) for op in txn.failure),
+    )
+
+
+def _decode_txn_op(op: pb.TxnOp) -> TxnOp:
+    kind = op.WhichOneof("op")
+    require(kind is not None, "transaction operation has no op")
+    if kind == "range":
+        r = op.range
+        require(not r.HasField("limit") or r.limit >= 1, "range limit must be at least 1")
+        return Range(
+            r.prefix,
+            r.start_after if r.HasField("start_after") else None,
+            r.limit if r.HasField("limit") else None,
+        )
+    body = getattr(op, kind)
+    require(body.key != "", "empty key in a transaction operation")
+    if kind == "get":
+        return Get(body.key)
+    require(not body.HasField("condition"), "a put or delete in a transaction has no condition")
+    if kind == "put":
+        return Put(body.key, body.value)
+    return Delete(body.key)
 
 
 def _encode_condition(cond: Condition, out: pb.Condition) -> None:

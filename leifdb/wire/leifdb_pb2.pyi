@@ -12,9 +12,22 @@ class EntryType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ENTRY_NORMAL: _ClassVar[EntryType]
     ENTRY_NOOP: _ClassVar[EntryType]
     ENTRY_CONFIG: _ClassVar[EntryType]
+
+class CompareOp(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COMPARE_OP_UNSPECIFIED: _ClassVar[CompareOp]
+    COMPARE_EQUAL: _ClassVar[CompareOp]
+    COMPARE_NOT_EQUAL: _ClassVar[CompareOp]
+    COMPARE_GREATER: _ClassVar[CompareOp]
+    COMPARE_LESS: _ClassVar[CompareOp]
 ENTRY_NORMAL: EntryType
 ENTRY_NOOP: EntryType
 ENTRY_CONFIG: EntryType
+COMPARE_OP_UNSPECIFIED: CompareOp
+COMPARE_EQUAL: CompareOp
+COMPARE_NOT_EQUAL: CompareOp
+COMPARE_GREATER: CompareOp
+COMPARE_LESS: CompareOp
 
 class Entry(_message.Message):
     __slots__ = ("term", "index", "type", "data")
@@ -164,13 +177,67 @@ class Delete(_message.Message):
     condition: Condition
     def __init__(self, key: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
 
-class KvCommand(_message.Message):
-    __slots__ = ("put", "delete")
+class Compare(_message.Message):
+    __slots__ = ("key", "op", "value", "revision", "exists")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OP_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    op: CompareOp
+    value: str
+    revision: int
+    exists: bool
+    def __init__(self, key: _Optional[str] = ..., op: _Optional[_Union[CompareOp, str]] = ..., value: _Optional[str] = ..., revision: _Optional[int] = ..., exists: _Optional[bool] = ...) -> None: ...
+
+class Get(_message.Message):
+    __slots__ = ("key",)
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    def __init__(self, key: _Optional[str] = ...) -> None: ...
+
+class Range(_message.Message):
+    __slots__ = ("prefix", "start_after", "limit")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    START_AFTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    start_after: str
+    limit: int
+    def __init__(self, prefix: _Optional[str] = ..., start_after: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class TxnOp(_message.Message):
+    __slots__ = ("put", "delete", "get", "range")
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
+    GET_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
     put: Put
     delete: Delete
-    def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ...) -> None: ...
+    get: Get
+    range: Range
+    def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., get: _Optional[_Union[Get, _Mapping]] = ..., range: _Optional[_Union[Range, _Mapping]] = ...) -> None: ...
+
+class Txn(_message.Message):
+    __slots__ = ("compare", "success", "failure")
+    COMPARE_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    compare: _containers.RepeatedCompositeFieldContainer[Compare]
+    success: _containers.RepeatedCompositeFieldContainer[TxnOp]
+    failure: _containers.RepeatedCompositeFieldContainer[TxnOp]
+    def __init__(self, compare: _Optional[_Iterable[_Union[Compare, _Mapping]]] = ..., success: _Optional[_Iterable[_Union[TxnOp, _Mapping]]] = ..., failure: _Optional[_Iterable[_Union[TxnOp, _Mapping]]] = ...) -> None: ...
+
+class KvCommand(_message.Message):
+    __slots__ = ("put", "delete", "txn")
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    TXN_FIELD_NUMBER: _ClassVar[int]
+    put: Put
+    delete: Delete
+    txn: Txn
+    def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ...) -> None: ...
 
 class Member(_message.Message):
     __slots__ = ("id", "raft_address", "http_address")

@@ -1,10 +1,10 @@
-"""KVStore unit tests: apply ordering, every condition kind, deletes, get and range."""
+"""KVStore unit tests: apply ordering, every condition kind, deletes, events, get and range."""
 
 from __future__ import annotations
 
 import pytest
 
-from leifdb.kv import ApplyResult, Condition, Delete, Item, KVStore, Put, condition_holds
+from leifdb.kv import ApplyResult, Condition, Delete, Event, Item, KVStore, Put, condition_holds
 
 
 def store_with(*pairs: tuple[str, str]) -> KVStore:
@@ -29,7 +29,9 @@ def test_new_store_is_empty() -> None:
 def test_put_creates_item_with_revision_equal_to_index() -> None:
     store = KVStore()
     result = store.apply(7, Put("a", "1"))
-    assert result == ApplyResult(ok=True, revision=7, current=Item("a", "1", 7))
+    assert result == ApplyResult(
+        ok=True, revision=7, current=Item("a", "1", 7), events=(Event("put", "a", "1", 7),)
+    )
     assert store.get("a") == Item("a", "1", 7)
     assert store.applied_index == 7
     assert len(store) == 1
@@ -41,6 +43,13 @@ def test_overwrite_bumps_revision_even_with_same_value() -> None:
     assert store.apply(2, Put("a", "1")).current == Item("a", "1", 2)
     assert store.apply(3, Put("a", "2")).current == Item("a", "2", 3)
     assert len(store) == 1
+
+
+def test_every_put_makes_an_event_with_the_previous_item() -> None:
+    store = store_with(("a", "1"))
+    assert store.apply(2, Put("a", "1")).events == (Event("put", "a", "1", 2, "1", 1),)
+    assert store.apply(5, Put("a", "")).events == (Event("put", "a", "", 5, "1", 2),)
+    assert store.apply(6, Put("b", "x")).events == (Event("put", "b", "x", 6, None, 0),)
 
 
 @pytest.mark.parametrize("index", [0, -1, 5])
@@ -77,7 +86,9 @@ def test_unknown_command_is_rejected_without_advancing() -> None:
 
 def test_delete_existing_key() -> None:
     store = store_with(("a", "1"), ("b", "2"))
-    assert store.apply(3, Delete("a")) == ApplyResult(ok=True, revision=3, current=None)
+    assert store.apply(3, Delete("a")) == ApplyResult(
+        ok=True, revision=3, current=None, events=(Event("delete", "a", None, 3, "1", 1),)
+    )
     assert store.get("a") is None
     assert "a" not in store
     assert len(store) == 1
@@ -148,8 +159,12 @@ def test_conditional_put(condition: Condition | None, present: bool, holds: bool
     assert store.applied_index == 2
     if holds:
         assert result.current == Item("k", "new", 2) == store.get("k")
+        assert result.events == (
+            Event("put", "k", "new", 2, "v" if present else None, 1 if present else 0),
+        )
     else:
         assert result.current == before == store.get("k")
+        assert result.events == ()
 
 
 @pytest.mark.parametrize("condition, present, holds", CONDITION_CASES)
@@ -163,8 +178,10 @@ def test_conditional_delete(condition: Condition | None, present: bool, holds: b
     if holds:
         assert result.current is None
         assert store.get("k") is None
+        assert result.events == ((Event("delete", "k", None, 2, "v", 1),) if present else ())
     else:
         assert result.current == before == store.get("k")
+        assert result.events == ()
 
 
 def test_failed_condition_keeps_other_keys_and_index() -> None:

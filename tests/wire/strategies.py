@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from leifdb.kv.commands import Condition, Delete, Put
+from leifdb.kv.commands import Compare, Condition, Delete, Get, Put, Range, Txn
 from leifdb.raft.messages import (
     AppendEntries,
     AppendEntriesReply,
@@ -135,9 +135,28 @@ conditions = st.one_of(
     st.just(Condition(must_be_absent=True)),
 )
 keys = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=24)
+compare_ops = st.sampled_from(["equal", "not_equal", "greater", "less"])
+compares = st.one_of(
+    st.builds(Compare, keys, st.just("value"), compare_ops, text),
+    st.builds(Compare, keys, st.just("revision"), compare_ops, u64),
+    st.builds(Compare, keys, st.just("exists"), compare_ops, st.booleans()),
+)
+txn_ops = st.one_of(
+    st.builds(Put, keys, text),
+    st.builds(Delete, keys),
+    st.builds(Get, keys),
+    st.builds(Range, text, st.none() | text, st.none() | st.integers(1, U64)),
+)
+txns = st.builds(
+    Txn,
+    st.lists(compares, max_size=4).map(tuple),
+    st.lists(txn_ops, max_size=5).map(tuple),
+    st.lists(txn_ops, max_size=5).map(tuple),
+)
 commands = st.one_of(
     st.builds(Put, keys, text, conditions),
     st.builds(Delete, keys, conditions),
+    txns,
 )
 
 hosts = st.one_of(st.sampled_from(["127.0.0.1", "[::1]", "node-1.example"]),
