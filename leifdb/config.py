@@ -19,8 +19,9 @@ from typing import Mapping
 from twisted.python import usage
 
 from leifdb import __version__
-from leifdb.nodeconfig import NodeConfig
+from leifdb.nodeconfig import NodeConfig, default_of
 from leifdb.raft.messages import Member
+from leifdb.service.api import ServiceLimits
 from leifdb.storage.datadir import resolve_data_dir
 from leifdb.storage.errors import DataDirError
 
@@ -81,20 +82,27 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "every member, this node included."),
     OptionSpec("name", "LEIFDB_NAME", None,
                "This node's name in --members (default: find it by --host:--raft-port)."),
-    OptionSpec("election-timeout", "LEIFDB_ELECTION_TIMEOUT", "1000",
+    OptionSpec("election-timeout", "LEIFDB_ELECTION_TIMEOUT", str(default_of("election_timeout_ms")),
                "Election timeout in milliseconds."),
-    OptionSpec("heartbeat-interval", "LEIFDB_HEARTBEAT_INTERVAL", "100",
+    OptionSpec("heartbeat-interval", "LEIFDB_HEARTBEAT_INTERVAL", str(default_of("heartbeat_interval_ms")),
                "Leader heartbeat interval in milliseconds (less than the election timeout)."),
-    OptionSpec("snapshot-entries", "LEIFDB_SNAPSHOT_THRESHOLD", "10000",
+    OptionSpec("snapshot-entries", "LEIFDB_SNAPSHOT_THRESHOLD", str(default_of("snapshot_entries")),
                "Take a snapshot after this many applied entries."),
-    OptionSpec("retain-snapshots", "LEIFDB_RETAIN_N_SNAPSHOTS", "2",
+    OptionSpec("retain-snapshots", "LEIFDB_RETAIN_N_SNAPSHOTS", str(default_of("retain_snapshots")),
                "Number of snapshots kept on disk."),
-    OptionSpec("max-key-bytes", "LEIFDB_MAX_KEY_BYTES", "1024",
+    OptionSpec("max-key-bytes", "LEIFDB_MAX_KEY_BYTES", str(default_of("max_key_bytes")),
                f"Largest key in bytes of UTF-8 (at most {MAX_KEY_BYTES_LIMIT})."),
-    OptionSpec("max-value-bytes", "LEIFDB_MAX_VALUE_BYTES", "1048576",
+    OptionSpec("max-value-bytes", "LEIFDB_MAX_VALUE_BYTES", str(default_of("max_value_bytes")),
                f"Largest value in bytes of UTF-8 (at most {MAX_VALUE_BYTES_LIMIT})."),
-    OptionSpec("log-level", "LEIFDB_LOG_LEVEL", "info", "One of debug, info, warn, error."),
-    OptionSpec("cluster-id", "LEIFDB_CLUSTER_ID", "leifdb",
+    OptionSpec("watch-history-events", "LEIFDB_WATCH_HISTORY_EVENTS",
+               str(default_of("history_events")),
+               "Changes kept for watchers to start from or resume at (older: 410 Gone)."),
+    OptionSpec("watch-history-bytes", "LEIFDB_WATCH_HISTORY_BYTES",
+               str(default_of("history_bytes")),
+               "Bytes of keys and values kept in the watch history (64 bytes counted per change "
+               "on top)."),
+    OptionSpec("log-level", "LEIFDB_LOG_LEVEL", str(default_of("log_level")), "One of debug, info, warn, error."),
+    OptionSpec("cluster-id", "LEIFDB_CLUSTER_ID", str(default_of("cluster_id")),
                "Cluster name; nodes refuse peers with a different one."),
 )
 _SPECS = {spec.flag: spec for spec in OPTIONS}
@@ -232,8 +240,12 @@ def build_config(options: Mapping[str, str | None], environ: Mapping[str, str]) 
         heartbeat_interval_ms=heartbeat,
         snapshot_entries=values.integer("snapshot-entries", 1, 1 << 40),
         retain_snapshots=values.integer("retain-snapshots", 1, 1000),
-        max_key_bytes=values.integer("max-key-bytes", 1, MAX_KEY_BYTES_LIMIT),
-        max_value_bytes=values.integer("max-value-bytes", 1, MAX_VALUE_BYTES_LIMIT),
+        limits=ServiceLimits(
+            max_key_bytes=values.integer("max-key-bytes", 1, MAX_KEY_BYTES_LIMIT),
+            max_value_bytes=values.integer("max-value-bytes", 1, MAX_VALUE_BYTES_LIMIT),
+            history_events=values.integer("watch-history-events", 1, 1 << 40),
+            history_bytes=values.integer("watch-history-bytes", 1, 1 << 50),
+        ),
         cluster_id=cluster_id,
         log_level=_log_level(values),
     )

@@ -3,10 +3,11 @@ environment, consumed by ``leifdb.node`` and ``leifdb.tap``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from leifdb.raft.messages import Member
+from leifdb.service.api import ServiceLimits
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,8 @@ class NodeConfig:
     ``host:raft_port``). ``members`` lists every voter, this node included; each member's
     ``raft_address`` is where peers dial it (for this node: where it is reached, while
     ``raft_listen_port`` is what it binds). ``http_address`` is the ``host:port`` clients
-    (and redirects) use for this node."""
+    (and redirects) use for this node. The defaults here and in ``ServiceLimits`` are the
+    only definitions of each default: ``leifdb.config`` shows and applies them."""
 
     node_id: str
     members: tuple[Member, ...]
@@ -28,8 +30,7 @@ class NodeConfig:
     heartbeat_interval_ms: int = 100
     snapshot_entries: int = 10_000
     retain_snapshots: int = 2
-    max_key_bytes: int = 1024
-    max_value_bytes: int = 1024 * 1024
+    limits: ServiceLimits = field(default_factory=ServiceLimits)
     cluster_id: str = "leifdb"
     log_level: str = "info"
 
@@ -38,3 +39,12 @@ class NodeConfig:
             if member.id == node_id:
                 return member
         raise KeyError(node_id)
+
+
+def default_of(name: str) -> object:
+    """The default of a ``NodeConfig`` field, or of a ``ServiceLimits`` field."""
+    for owner in (NodeConfig, ServiceLimits):
+        for f in fields(owner):
+            if f.name == name:
+                return f.default
+    raise KeyError(name)

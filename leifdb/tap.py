@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.error import CannotListenError
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -37,10 +37,19 @@ from twisted.python.logfile import LogFile
 
 from leifdb import __version__, config
 from leifdb.config import ConfigError, build_config
+from leifdb.http import make_app, make_site
+from leifdb.node import Node
 from leifdb.nodeconfig import NodeConfig
+from leifdb.service.kvservice import KVService
+from leifdb.storage import DiskStorage, SnapshotStore
 from leifdb.storage.errors import StorageError
+from leifdb.storage.threaded import ThreadedStorage
+from leifdb.transport import RaftTransport
 
-__all__ = ["ExitStatus", "HttpService", "NodeService", "Options", "makeService", "make_service"]
+__all__ = [
+    "ExitStatus", "HttpService", "NodeLauncher", "NodeService", "Options", "makeService",
+    "make_service",
+]
 
 log = Logger(namespace="leifdb.tap")
 access_log = Logger(namespace="leifdb.http.access")
@@ -253,31 +262,29 @@ def make_service(
     exit_status: ExitStatus,
     log_observer: Any = None,
     node: Any = None,
+    service: KVService | None = None,
     stop_timeout: float = STOP_TIMEOUT_SECONDS,
 ) -> MultiService:
-    """The node (``leifdb.node.Node`` unless given) and its HTTP API as one service."""
-    from leifdb.http import make_app, make_site
-    from leifdb.http.params import Limits
-
+    """The node and its HTTP API as one service: the only place where the node's
+    collaborators (disk, snapshots, TCP transport, key-value service) are chosen.
+    ``node`` and ``service`` replace the real ones in tests."""
+    if service is None:
+        service = KVService(
+            reactor,
+            limits=node_config.limits,
+            proposal_timeout=max(5.0, 5 * node_config.election_timeout_ms / 1000.0),
+            read_timeout=max(2.0, 3 * node_config.election_timeout_ms / 1000.0),
+        )
     if node is None:
-        from leifdb.node import Node
-
-        node = Node(node_config, reactor=reactor)
+        node = NodeLauncher(node_config, reactor, service)
 
     def fatal(message: str) -> None:
         log.critical("{message}", message=message)
         exit_status.fail(1)
         reactor.callLater(0, _stop_reactor, reactor)
 
-    limits = Limits.create(node_config.max_key_bytes, node_config.max_value_bytes)
-    resource = make_app(
-        node,
-        version=__version__,
-        max_key_bytes=limits.max_key_bytes,
-        max_value_bytes=limits.max_value_bytes,
-        max_body_bytes=limits.max_body_bytes,
-    )
-    site = make_site(resource, max_body_bytes=limits.max_body_bytes, reactor=reactor)
+    resource = make_app(service, version=__version__)
+    site = make_site(resource, reactor=reactor)
     site.noisy = False
     site.log = _access_logger(node_config.log_level)
 
@@ -298,6 +305,56 @@ def make_service(
     return top
 
 
+class NodeLauncher:
+    """Opens the data directory when the reactor starts (so a locked or corrupt one is a
+    clean start failure, not a traceback at load time), wires the node to its disk,
+    snapshot store, TCP transport and service, and starts it."""
+
+    def __init__(self, config: NodeConfig, reactor: Any, service: KVService) -> None:
+        self.config = config
+        self.reactor = reactor
+        self.service = service
+        self.node: Node | None = None
+
+    def start(self) -> Deferred:
+        config = self.config
+        try:
+            storage_log = Logger(namespace="leifdb.storage")
+            disk = DiskStorage.open(config.data_dir, logger=storage_log)
+            snapshots = SnapshotStore(
+                disk.data_dir.snap_dir, retain=config.retain_snapshots, logger=storage_log
+            )
+            peers = {}
+            for member in config.members:
+                if member.id != config.node_id:
+                    host, _, port = member.raft_address.rpartition(":")
+                    peers[member.id] = (host, int(port))
+            transport = RaftTransport(
+                self.reactor,
+                node_id=config.node_id,
+                http_address=config.http_address,
+                peers=peers,
+                cluster_id=config.cluster_id,
+                listen_port=config.raft_listen_port,
+                listen_interface=config.listen_interface,
+            )
+            self.node = Node(
+                config,
+                reactor=self.reactor,
+                storage=ThreadedStorage(disk, self.reactor),
+                snapshots=snapshots,
+                transport=transport,
+                application=self.service,
+            )
+            self.service.attach(self.node)
+        except Exception:
+            return fail()
+        return self.node.start()
+
+    def stop(self) -> Deferred:
+        return self.node.stop() if self.node is not None else succeed(None)
+
+
 def _settle_exit_status(reactor: Any, node_service: NodeService, exit_status: ExitStatus) -> None:
     """After shutdown: a clean stop on SIGTERM/SIGINT exits 0, an unclean one 1."""
     if not node_service.clean:
@@ -309,8 +366,6 @@ def _settle_exit_status(reactor: Any, node_service: NodeService, exit_status: Ex
 
 
 def _stop_reactor(reactor: Any) -> None:
-    from twisted.internet.error import ReactorNotRunning
-
     try:
         reactor.stop()
     except ReactorNotRunning:

@@ -242,7 +242,7 @@ class RaftCore:
             or self._needs_broadcast
             or self._read_round_pending
             or self._unstable_from <= self.log.last_index()
-            or self._hard_state() != self._persisted_hard_state
+            or self._vote_changed()
             or self.commit_index > self._applying
             or self._soft_state() != self._reported_soft
         )
@@ -254,9 +254,8 @@ class RaftCore:
                 self._broadcast_append(heartbeat_all=self._read_round_pending)
             self._needs_broadcast = self._read_round_pending = False
         ready = Ready()
-        hs = self._hard_state()
-        if hs != self._persisted_hard_state:
-            ready.hard_state = hs
+        if self._vote_changed():
+            ready.hard_state = self._hard_state()
         if self._unstable_from <= self.log.last_index():
             ready.entries = self.log.slice(self._unstable_from, self.log.last_index())
         ready.snapshot_chunks, self._snapshot_chunks = self._snapshot_chunks, []
@@ -314,6 +313,12 @@ class RaftCore:
     def _hard_state(self) -> HardState:
         """What must be durable before messages that depend on it are sent."""
         return HardState(self.term, self.voted_for, self.commit_index)
+
+    def _vote_changed(self) -> bool:
+        """The one place that decides whether the hard state must be written: when term
+        or vote changed (the commit index is recomputed after a restart, never stored)."""
+        hs, persisted = self._hard_state(), self._persisted_hard_state
+        return (hs.term, hs.voted_for) != (persisted.term, persisted.voted_for)
 
     def _maybe_commit(self) -> None:
         """§5.3/§5.4.2: commit the highest index stored on a majority, but only by counting

@@ -103,9 +103,10 @@ class WatchSink(Protocol):
     """Where a watch delivers (an SSE response, a test). Called on the reactor thread."""
 
     def events(self, events: list[Event]) -> bool:
-        """Deliver changes of one revision (all of a transaction's together). Return False
-        when the sink cannot take more now (its buffer is full): the service then queues
-        up to the watcher buffer bound, and past it ends the watch with ``overflow``."""
+        """Deliver changes of one revision (all of a transaction's together); the sink
+        always takes them. Return False when it cannot take more after these (its buffer
+        is full): the service then queues further changes until ``WatchHandle.resume``,
+        up to the watcher buffer bound, past which it ends the watch with ``overflow``."""
         ...
 
     def progress(self, revision: int) -> None:
@@ -167,6 +168,11 @@ class Service(Protocol):
         ``consistency`` is stale) without a log entry; any other goes through the log.
         Raises ``LimitExceeded`` past ``max_txn_ops``/``max_txn_bytes``, ``InvalidRequest``
         for two writes to one key."""
+        ...
+
+    def barrier(self, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[None]:
+        """Fires once this node's applied state includes every write committed before
+        the call (at once for ``stale``): where a watch that starts "now" begins."""
         ...
 
     def watch(

@@ -4,13 +4,16 @@
   checksummed, group-committed log; atomic hard state; torn-tail recovery).
 - ``SnapshotStore``: atomic, verified snapshot files and chunked transfer in and out.
 - ``DataDir`` / ``resolve_data_dir``: where the files live and the lock guarding them.
-- ``ThreadedStorage`` (in ``leifdb.storage.threaded``, the only module importing Twisted):
-  runs the storage on a worker thread and merges concurrent persists into one fsync.
+- ``FileSystem`` / ``RealFileSystem`` (``leifdb.storage.fs``): every write, sync, rename and
+  directory fsync goes through one injectable interface; ``RealFileSystem`` (the ``os``
+  calls) is the default. ``leifdb.storage.simfs.SimFileSystem`` is its test double (durable
+  vs cached state, power cuts), importable without pytest.
+- ``leifdb.storage.threaded.ThreadedStorage`` (the only module importing Twisted, so it is
+  not imported here): runs the storage on a worker thread and merges concurrent persists
+  into one fsync.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from leifdb.storage.checksum import crc32c
 from leifdb.storage.datadir import DataDir, default_data_dir, fnv1_32, resolve_data_dir
@@ -25,6 +28,7 @@ from leifdb.storage.errors import (
     StorageError,
     StorageFailed,
 )
+from leifdb.storage.fs import FileSystem, RealFileSystem
 from leifdb.storage.snapshots import SnapshotStore
 
 __all__ = [
@@ -34,6 +38,8 @@ __all__ = [
     "DataDirError",
     "DataDirLocked",
     "DiskStorage",
+    "FileSystem",
+    "RealFileSystem",
     "SnapshotNotFound",
     "SnapshotStore",
     "StorageClosed",
@@ -41,18 +47,8 @@ __all__ = [
     "StorageError",
     "StorageFailed",
     "StorageStats",
-    "ThreadedStorage",
     "crc32c",
     "default_data_dir",
     "fnv1_32",
     "resolve_data_dir",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    """``ThreadedStorage`` is imported on first use so the rest never loads Twisted."""
-    if name == "ThreadedStorage":
-        from leifdb.storage.threaded import ThreadedStorage
-
-        return ThreadedStorage
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

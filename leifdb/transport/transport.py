@@ -68,8 +68,10 @@ class RaftTransport:
         node_id: str,
         http_address: str,
         peers: Mapping[str, tuple[str, int]],
-        on_message: Callable[[Message, str], None],
+        on_message: Callable[[Message, str], None] | None = None,
         on_peer_unreachable: Callable[[str], None] | None = None,
+        listen_port: int | None = None,
+        listen_interface: str = "",
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
         request_timeout: float = 5.0,
@@ -88,8 +90,9 @@ class RaftTransport:
         self.cluster_id = cluster_id
         self.hello_timeout = request_timeout
         self.stats = TransportStats()
-        self._on_message = on_message
+        self._on_message = on_message or _drop
         self._on_unreachable = on_peer_unreachable
+        self._listen_at = (listen_port, listen_interface)
         self._max_frame = max_frame_bytes
         self._max_queued = max_queued_bytes
         self._backoff = (reconnect_initial_delay, reconnect_max_delay)
@@ -121,6 +124,21 @@ class RaftTransport:
         self._ports.append(listening)
         self.start()
         return listening
+
+    def attach(
+        self,
+        on_message: Callable[[Message, str], None],
+        on_peer_unreachable: Callable[[str], None],
+    ) -> None:
+        """``leifdb.ports.Transport``: deliver to these callbacks from now on, listen on
+        the ``listen_port`` given at construction (if any) and dial the peers."""
+        self._on_message = on_message
+        self._on_unreachable = on_peer_unreachable
+        port, interface = self._listen_at
+        if port is not None:
+            self.listen(port, interface)
+        else:
+            self.start()
 
     def start(self) -> None:
         """Open (and keep reopening) one outbound connection per peer. Idempotent."""
@@ -359,6 +377,10 @@ class _OutboundFactory(Factory):
 
     def buildProtocol(self, addr) -> PeerProtocol:
         return self._transport._build_protocol(self._peer, self.dialer)
+
+
+def _drop(msg: Message, sender_http: str) -> None:
+    """Messages that arrive before ``attach``: Raft resends them."""
 
 
 def _abort_all(conns: list[PeerProtocol]) -> None:

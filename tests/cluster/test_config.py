@@ -42,7 +42,7 @@ def test_defaults_single_mode(tmp_path):
     assert cfg.listen_interface == ""
     assert (cfg.election_timeout_ms, cfg.heartbeat_interval_ms) == (1000, 100)
     assert (cfg.snapshot_entries, cfg.retain_snapshots) == (10000, 2)
-    assert (cfg.max_key_bytes, cfg.max_value_bytes) == (1024, 1024 * 1024)
+    assert (cfg.limits.max_key_bytes, cfg.limits.max_value_bytes) == (1024, 1024 * 1024)
     assert (cfg.log_level, cfg.cluster_id) == ("info", "leifdb")
     assert cfg.data_dir == (tmp_path / "d").absolute() and cfg.data_dir.is_dir()
 
@@ -78,7 +78,7 @@ def test_environment_is_read(tmp_path):
     assert cfg.data_dir == (tmp_path / "e").absolute()
     assert (cfg.election_timeout_ms, cfg.heartbeat_interval_ms) == (500, 50)
     assert (cfg.snapshot_entries, cfg.retain_snapshots) == (77, 3)
-    assert (cfg.max_key_bytes, cfg.max_value_bytes) == (10, 20)
+    assert (cfg.limits.max_key_bytes, cfg.limits.max_value_bytes) == (10, 20)
     assert (cfg.log_level, cfg.cluster_id, cfg.listen_interface) == ("warn", "prod", "127.0.0.1")
 
 

@@ -191,3 +191,24 @@ def test_read_index_needs_a_majority_heartbeat_round():
             net.storage[m.dst].append(ready.entries)
             core.advance(ready)
     assert [(s.read_id, s.success) for s in states] == [(7, True)]
+
+
+def test_ready_carries_the_hard_state_only_when_term_or_vote_changed():
+    """The one place that decides whether the hard state must be written: a commit index
+    that moves alone costs no hard-state write (it is recomputed after a restart)."""
+    core = RaftCore(Config("a", ("a",), election_ticks=2, heartbeat_ticks=1),
+                    PersistentState(), random.Random(1))
+    for _ in range(5):
+        core.tick()
+    ready = core.ready()
+    assert ready.hard_state is not None and ready.hard_state.voted_for == "a"
+    core.advance(ready)
+    while core.has_ready():
+        ready = core.ready()
+        core.advance(ready)
+    assert core.commit_index >= 1
+    core.propose(b"x")
+    ready = core.ready()
+    core.advance(ready)
+    ready = core.ready()
+    assert ready.hard_state is None

@@ -1,0 +1,375 @@
+"""``KVService``: where every request meets the node.
+
+Front ends call the typed methods of ``leifdb.service.api.Service``; the node calls the
+``Application`` side (apply, snapshots, read states, leadership changes). The service owns
+what used to be spread over the HTTP routes and the node: the read barrier before a
+linearizable read, limits, the registry of pending proposals and reads, the watch hub and
+the one "applied" hook observers subscribe to.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, BinaryIO, Callable, Protocol
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+
+from leifdb import __version__
+from leifdb.errors import InvalidRequest, LimitExceeded, NotLeaderError, Unavailable
+from leifdb.kv.commands import (
+    ApplyResult,
+    Command,
+    Condition,
+    Delete,
+    Event,
+    Get,
+    Item,
+    Put,
+    Range,
+    Txn,
+    TxnResult,
+)
+from leifdb.kv.store import KVStore
+from leifdb.raft.core import Status
+from leifdb.raft.messages import Entry, EntryType, ReadState, Role, SoftState
+from leifdb.service.api import (
+    CONSISTENCY_LINEARIZABLE,
+    CONSISTENCY_STALE,
+    NodeStatus,
+    Page,
+    ServiceLimits,
+    WatchSink,
+    WriteResult,
+)
+from leifdb.service.wait import Waits
+from leifdb.service.watch import Watcher, WatchHub
+from leifdb.wire import DecodeError, decode_command, encode_command
+
+__all__ = ["Consensus", "KVService"]
+
+log = Logger(namespace="leifdb.service")
+
+CONSISTENCIES = (CONSISTENCY_LINEARIZABLE, CONSISTENCY_STALE)
+
+
+class Consensus(Protocol):
+    """The node as the service drives it (``leifdb.node.Node``)."""
+
+    node_id: str
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Append ``data`` as a command; ``(index, term)``. Raises ``NotLeaderError``."""
+        ...
+
+    def request_read(self) -> int:
+        """Ask for a read index; the answer reaches ``Application.read_states`` with the
+        returned read id. Raises ``NotLeaderError`` when the node cannot ask."""
+        ...
+
+    def raft_status(self) -> Status | None:
+        """The core's status, None before the node has started."""
+        ...
+
+    def http_address(self, node_id: str | None) -> str | None:
+        ...
+
+
+class KVService:
+    """The key-value service of one node. ``attach(node)`` before the node starts."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        limits: ServiceLimits | None = None,
+        proposal_timeout: float = 5.0,
+        read_timeout: float = 3.0,
+    ) -> None:
+        self.reactor = reactor
+        self.limits = limits or ServiceLimits()
+        self._kv = KVStore()
+        self._node: Consensus | None = None
+        self._waits = Waits(reactor, proposal_timeout=proposal_timeout, read_timeout=read_timeout)
+        self._hub = WatchHub(reactor, self.limits)
+        self._observers: list[Callable[[int, tuple[Event, ...]], None]] = []
+        self._stopped = False
+
+    def attach(self, node: Consensus) -> None:
+        self._node = node
+
+    # ================================================================== front-end side
+
+    @property
+    def revision(self) -> int:
+        return self._kv.applied_index
+
+    @property
+    def kv(self) -> KVStore:
+        """The applied state (read-only use: tests and the simulation's checks)."""
+        return self._kv
+
+    def get(self, key: str, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[Item | None]:
+        try:
+            self._check_key(key)
+            d = self._barrier(consistency)
+        except Exception:
+            return fail()
+        return d.addCallback(lambda _: self._kv.get(key))
+
+    def range(
+        self,
+        prefix: str,
+        start_after: str | None = None,
+        limit: int | None = None,
+        consistency: str = CONSISTENCY_LINEARIZABLE,
+    ) -> Deferred[Page]:
+        limits = self.limits
+        try:
+            self._check_key(prefix, allow_empty=True)
+            if start_after is not None:
+                self._check_key(start_after)
+            if limit is None:
+                limit = limits.default_page_size
+            if not 1 <= limit <= limits.max_page_size:
+                raise InvalidRequest(f"limit must be from 1 to {limits.max_page_size}")
+            d = self._barrier(consistency)
+        except Exception:
+            return fail()
+        return d.addCallback(lambda _: self._page(prefix, start_after, limit))
+
+    def _page(self, prefix: str, start_after: str | None, limit: int) -> Page:
+        items, more = self._kv.range(prefix, start_after, limit)
+        size = 0
+        for n, item in enumerate(items):
+            size += len(item.key.encode("utf-8")) + len(item.value.encode("utf-8"))
+            if n and size > self.limits.max_page_bytes:
+                return Page(tuple(items[:n]), True, self.revision)
+        return Page(tuple(items), more, self.revision)
+
+    def put(self, key: str, value: str, condition: Condition | None = None) -> Deferred[WriteResult]:
+        try:
+            self._check_key(key)
+            self._check_value(value)
+            d = self._propose(Put(key, value, condition))
+        except Exception:
+            return fail()
+        return d.addCallback(_write_result)
+
+    def delete(self, key: str, condition: Condition | None = None) -> Deferred[WriteResult]:
+        try:
+            self._check_key(key)
+            d = self._propose(Delete(key, condition))
+        except Exception:
+            return fail()
+        return d.addCallback(_write_result)
+
+    def txn(self, txn: Txn, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[TxnResult]:
+        try:
+            self._check_txn(txn)
+            if txn.read_only:
+                d = self._barrier(consistency)
+                return d.addCallback(lambda _: self._kv.evaluate_txn(txn))
+            d = self._propose(txn)
+        except Exception:
+            return fail()
+        return d.addCallback(lambda result: result.txn)
+
+    def watch(
+        self, sink: WatchSink, key: str, *, prefix: bool = False, start_revision: int | None = None
+    ) -> Watcher:
+        self._check_key(key, allow_empty=prefix)
+        if start_revision is not None and start_revision < 1:
+            raise InvalidRequest("start_revision must be at least 1")
+        return self._hub.watch(sink, key, prefix, start_revision)
+
+    def wait(
+        self, key: str, *, prefix: bool, wait_revision: int, timeout: float
+    ) -> Deferred[list[Event]]:
+        try:
+            self._check_key(key, allow_empty=prefix)
+            if wait_revision < 1:
+                raise InvalidRequest("wait_revision must be at least 1")
+            if not 0 <= timeout <= self.limits.max_wait_seconds:
+                raise InvalidRequest(
+                    f"timeout must be from 0 to {self.limits.max_wait_seconds:g} seconds"
+                )
+            return self._hub.wait(key, prefix, wait_revision, timeout)
+        except Exception:
+            return fail()
+
+    def barrier(self, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[None]:
+        """Fires once this node's applied state includes every write committed before the
+        call (immediately for ``stale``). Front ends use it before starting a watch."""
+        try:
+            return self._barrier(consistency)
+        except Exception:
+            return fail()
+
+    def status(self) -> NodeStatus:
+        node = self._node
+        st = node.raft_status() if node is not None else None
+        history = self._hub.history
+        common = dict(
+            applied_index=self._kv.applied_index,
+            version=__version__,
+            revision=self.revision,
+            compact_revision=history.compact_revision,
+            watchers=self._hub.watcher_count,
+        )
+        if st is None:
+            return NodeStatus(
+                node=node.node_id if node is not None else "", role="starting", term=0,
+                leader=None, leader_http=None, commit_index=0, last_index=0,
+                snapshot_index=0, **common,
+            )
+        return NodeStatus(
+            node=st.node_id,
+            role=st.role.value,
+            term=st.term,
+            leader=st.leader_id,
+            leader_http=node.http_address(st.leader_id),
+            commit_index=st.commit_index,
+            last_index=st.last_index,
+            snapshot_index=st.snapshot_index,
+            **common,
+        )
+
+    def on_applied(self, observer: Callable[[int, tuple[Event, ...]], None]) -> Callable[[], None]:
+        self._observers.append(observer)
+        return lambda: self._observers.remove(observer) if observer in self._observers else None
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _node_or_refuse(self) -> Consensus:
+        if self._node is None or self._stopped:
+            raise NotLeaderError(None)
+        return self._node
+
+    def _barrier(self, consistency: str) -> Deferred[None]:
+        if consistency not in CONSISTENCIES:
+            raise InvalidRequest(f"consistency must be one of {', '.join(CONSISTENCIES)}")
+        if consistency == CONSISTENCY_STALE:
+            return succeed(None)
+        read_id = self._node_or_refuse().request_read()
+        return self._waits.read_requested(read_id)
+
+    def _propose(self, command: Command) -> Deferred[ApplyResult]:
+        index, term = self._node_or_refuse().propose(encode_command(command))
+        return self._waits.proposed(index, term)
+
+    def _check_key(self, key: str, *, allow_empty: bool = False) -> None:
+        if not isinstance(key, str):
+            raise InvalidRequest("a key must be a string")
+        if not key and not allow_empty:
+            raise InvalidRequest("the key is empty")
+        if len(key.encode("utf-8")) > self.limits.max_key_bytes:
+            raise LimitExceeded(f"the key is longer than {self.limits.max_key_bytes} bytes")
+
+    def _check_value(self, value: str) -> None:
+        if len(value.encode("utf-8")) > self.limits.max_value_bytes:
+            raise LimitExceeded(f"the value is longer than {self.limits.max_value_bytes} bytes")
+
+    def _check_txn(self, txn: Txn) -> None:
+        limits = self.limits
+        count = len(txn.compare) + len(txn.success) + len(txn.failure)
+        if count > limits.max_txn_ops:
+            raise LimitExceeded(
+                f"a transaction has at most {limits.max_txn_ops} compares and operations, "
+                f"not {count}"
+            )
+        size = 0
+        for compare in txn.compare:
+            self._check_key(compare.key)
+            size += len(compare.key.encode("utf-8"))
+            if isinstance(compare.value, str):
+                size += len(compare.value.encode("utf-8"))
+        for branch in (txn.success, txn.failure):
+            written: set[str] = set()
+            for op in branch:
+                if isinstance(op, Range):
+                    self._check_key(op.prefix, allow_empty=True)
+                    if op.limit is not None and not 1 <= op.limit <= limits.max_page_size:
+                        raise InvalidRequest(f"a range limit is from 1 to {limits.max_page_size}")
+                    continue
+                self._check_key(op.key)
+                size += len(op.key.encode("utf-8"))
+                if isinstance(op, Put):
+                    self._check_value(op.value)
+                    size += len(op.value.encode("utf-8"))
+                if isinstance(op, (Put, Delete)):
+                    if op.key in written:
+                        raise InvalidRequest(f"two writes to the key {op.key!r} in one branch")
+                    written.add(op.key)
+                elif not isinstance(op, Get):
+                    raise InvalidRequest(f"not a transaction operation: {op!r}")
+        if size > limits.max_txn_bytes:
+            raise LimitExceeded(
+                f"a transaction's keys and values add up to at most {limits.max_txn_bytes} bytes"
+            )
+
+    # ================================================================== application side
+
+    @property
+    def applied_index(self) -> int:
+        return self._kv.applied_index
+
+    def apply(self, entries: list[Entry]) -> None:
+        """Committed entries, in log order (entries already applied are skipped)."""
+        kv = self._kv
+        for entry in entries:
+            if entry.index <= kv.applied_index:
+                continue
+            result: ApplyResult | None = None
+            if entry.type is EntryType.NORMAL:
+                try:
+                    result = kv.apply(entry.index, decode_command(entry.data))
+                except DecodeError:
+                    log.error("Skipping undecodable entry {index}", index=entry.index)
+                    kv.note_applied(entry.index)
+            else:
+                kv.note_applied(entry.index)
+            events = result.events if result is not None else ()
+            self._waits.applied(entry.index, entry.term, result)
+            self._hub.applied(entry.index, events)
+            for observer in list(self._observers):
+                observer(entry.index, events)
+        if entries:
+            self._waits.applied_to(kv.applied_index)
+
+    def write_snapshot(self, out: BinaryIO, metadata: bytes) -> None:
+        self._kv.write_snapshot(out, metadata)
+
+    @staticmethod
+    def read_snapshot(stream: BinaryIO) -> tuple[KVStore, bytes]:
+        """Any thread: a state machine rebuilt from a snapshot, and its metadata."""
+        return KVStore.read_snapshot(stream)
+
+    def install_snapshot(self, restored: KVStore) -> None:
+        """Replace the state with a snapshot's (at start-up, or sent by the leader)."""
+        self._kv = restored
+        self._hub.reset(restored.applied_index)
+        self._waits.applied_to(restored.applied_index)
+
+    def read_states(self, states: list[ReadState], leader_http: str | None) -> None:
+        for state in states:
+            if state.success:
+                self._waits.read_confirmed(state.read_id, state.read_index, self._kv.applied_index)
+            elif leader_http:
+                self._waits.read_refused(state.read_id, NotLeaderError(leader_http))
+            else:
+                self._waits.read_refused(state.read_id, Unavailable("no leader confirmed the read"))
+
+    def role_changed(self, soft: SoftState) -> None:
+        if soft.role is not Role.LEADER:
+            self._waits.leadership_lost()
+
+    def stopped(self, write_error: Exception, read_error: Exception) -> None:
+        """The node stops (shutdown or a storage failure): nothing pending can finish."""
+        self._stopped = True
+        self._waits.fail_all(write_error, read_error)
+        self._hub.shutdown()
+
+
+def _write_result(result: ApplyResult) -> WriteResult:
+    return WriteResult(ok=result.ok, revision=result.revision, current=result.current)
