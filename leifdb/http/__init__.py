@@ -1,12 +1,21 @@
-"""The client HTTP API: Klein routes, their OpenAPI 2.0 document, Swagger UI and CORS.
+"""The client HTTP API: Klein routes (keys, transactions, SSE watches), their OpenAPI 2.0
+document, Swagger UI, CORS, and the site that bounds requests.
 
-Imports only ``leifdb.kv.commands`` and ``leifdb.errors`` of ours; the node is reached
-through the ``Backend`` protocol.
+Imports only ``leifdb.service.api``, ``leifdb.kv`` and ``leifdb.errors`` of ours; the node
+is reached through the ``Service`` protocol.
 """
 
 from leifdb.http.app import make_app
-from leifdb.http.backend import Backend, KVReader
+from leifdb.http.limits import HttpLimits
 from leifdb.http.openapi import openapi_document
-from leifdb.http.resource import BoundedRequest, make_site
+from leifdb.http.site import ApiChannel, ApiSite, BoundedRequest, make_site
 
-__all__ = ["Backend", "BoundedRequest", "KVReader", "make_app", "make_site", "openapi_document"]
+__all__ = [
+    "ApiChannel",
+    "ApiSite",
+    "BoundedRequest",
+    "HttpLimits",
+    "make_app",
+    "make_site",
+    "openapi_document",
+]

@@ -1,42 +1,34 @@
-"""``make_app``: the client API as one Twisted resource, ready for a ``Site``."""
+"""``make_app``: the client API as one Twisted resource, ready for ``make_site``."""
 
 from __future__ import annotations
 
-from twisted.web.resource import IResource
+from typing import Any
 
-from leifdb.http.backend import Backend
 from leifdb.http.errors import json_body
+from leifdb.http.limits import HttpLimits
 from leifdb.http.openapi import openapi_document
-from leifdb.http.params import DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, Limits
 from leifdb.http.resource import ApiRoot
 from leifdb.http.routes import ClientApi
 from leifdb.http.swagger_ui import SwaggerUi
+from leifdb.service.api import Service
 
 __all__ = ["make_app"]
 
 
-def make_app(
-    backend: Backend,
-    *,
-    version: str,
-    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
-    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-    max_body_bytes: int | None = None,
-) -> IResource:
-    """The whole client API for ``backend``: serve it as the root of a ``Site``.
+def make_app(service: Service, *, version: str, **http_limits: Any) -> ApiRoot:
+    """The whole client API for ``service``: serve it with ``make_site(app)``.
 
-    Limits are in bytes of UTF-8. ``max_body_bytes`` defaults to
-    ``2 * max_value_bytes + 64 KiB``. Serve it with ``make_site(resource,
-    max_body_bytes=...)`` (same value) so large bodies are refused while they arrive
-    instead of being spooled to a temporary file. ValueError for a non-positive limit.
+    Limits come from ``service.limits``; ``http_limits`` override the HTTP-only ones of
+    ``HttpLimits`` (``max_body_bytes``, ``max_request_line_bytes``, ``max_header_bytes``,
+    ``max_headers``). ValueError for a limit that is not positive.
     """
-    limits = Limits.create(max_key_bytes, max_value_bytes, max_body_bytes)
+    limits = HttpLimits.derive(service.limits, **http_limits)
     document = json_body(openapi_document(version=version, limits=limits))
     api = ClientApi(
-        backend,
+        service,
         version=version,
         limits=limits,
         document=document,
         swagger_ui=SwaggerUi(document_url="/"),
     )
-    return ApiRoot(api.app.resource(), limits)
+    return ApiRoot(api.app.resource(), limits, service)

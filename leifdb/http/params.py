@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -24,69 +23,34 @@ from twisted.web.iweb import IRequest
 
 from leifdb.http.errors import ApiError
 from leifdb.kv.commands import Condition
+from leifdb.service.api import CONSISTENCY_LINEARIZABLE, CONSISTENCY_STALE
 
 __all__ = [
-    "Limits",
     "Query",
     "check_text",
     "decode_component",
+    "lenient_path",
+    "load_json",
     "parse_body",
+    "parse_bool",
     "parse_condition",
     "parse_consistency",
     "parse_key",
     "parse_limit",
     "parse_query",
+    "parse_revision",
+    "parse_timeout",
+    "body_too_large",
     "read_body",
+    "single_header",
     "split_uri",
 ]
 
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_DURATION = re.compile(r"([0-9]{1,9})(?:\.([0-9]{1,6}))?(ms|s|m)?")
 _MAX_REVISION = (1 << 63) - 1
-
-DEFAULT_MAX_KEY_BYTES = 1024
-DEFAULT_MAX_VALUE_BYTES = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Size limits, all in bytes of UTF-8 except the page sizes (items).
-
-    ``max_body_bytes`` bounds a request body as received; its default leaves room for a
-    full-size value and ``prev`` in JSON. ``max_page_bytes`` bounds the keys and values of
-    one range page: a page stops early (with ``more: true``) rather than exceed it, but
-    always holds at least one item.
-    """
-
-    max_key_bytes: int = DEFAULT_MAX_KEY_BYTES
-    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
-    max_body_bytes: int = 2 * DEFAULT_MAX_VALUE_BYTES + 65536
-    default_page_size: int = 100
-    max_page_size: int = 1000
-    max_page_bytes: int = 4 << 20
-
-    @classmethod
-    def create(
-        cls,
-        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
-        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
-        max_body_bytes: int | None = None,
-    ) -> Limits:
-        """Limits from the user-facing options; ValueError if one is not positive."""
-        if max_body_bytes is None:
-            max_body_bytes = 2 * max_value_bytes + 65536
-        for name, value in (
-            ("max_key_bytes", max_key_bytes),
-            ("max_value_bytes", max_value_bytes),
-            ("max_body_bytes", max_body_bytes),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        return cls(
-            max_key_bytes=max_key_bytes,
-            max_value_bytes=max_value_bytes,
-            max_body_bytes=max_body_bytes,
-        )
+_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
 
 
 def split_uri(uri: bytes) -> tuple[bytes, bytes | None]:
@@ -114,6 +78,13 @@ def decode_component(raw: bytes, what: str, *, plus_is_space: bool = False) -> s
         raise ApiError(400, f"the {what} is not valid UTF-8 after percent-decoding") from None
 
 
+def lenient_path(uri: bytes) -> str:
+    """The request's path, decoded without failing (bad bytes become U+FFFD): to tell
+    which part of the API a request was meant for even when it is malformed."""
+    raw = split_uri(uri)[0]
+    return unquote_to_bytes(raw).decode("utf-8", "replace")
+
+
 class Query:
     """Decoded query parameters. ``single`` is the only accessor: a parameter may be given
     at most once."""
@@ -131,6 +102,14 @@ class Query:
 
     def names(self) -> Iterable[str]:
         return self._params.keys()
+
+    def check_names(self, declared: Iterable[str]) -> None:
+        """400 naming the first parameter not among ``declared``: a typo such as
+        ``?consistancy=stale`` must not silently change nothing."""
+        declared = set(declared)
+        for name in self._params:
+            if name not in declared:
+                raise ApiError(400, f"unknown query parameter {name!r}", parameter=name)
 
 
 def parse_query(raw: bytes | None) -> Query:
@@ -161,39 +140,36 @@ def check_text(text: str, what: str, max_bytes: int) -> int:
     return size
 
 
-def parse_key(key: str, limits: Limits) -> str:
+def parse_key(key: str, max_key_bytes: int) -> str:
     """A key from the (already decoded) path: non-empty, at most ``max_key_bytes``."""
     if not key:
         raise ApiError(400, "the key must not be empty")
-    check_text(key, "key", limits.max_key_bytes)
+    check_text(key, "key", max_key_bytes)
     return key
 
 
-def read_body(request: IRequest, limits: Limits) -> bytes:
-    """The request body, read with a bound: 413 when it is larger than
-    ``max_body_bytes``. ``BoundedRequest`` has already refused to store such a body; with
-    a plain Twisted request the body sits in a temporary file and only the bound is read."""
+def read_body(request: IRequest, max_bytes: int) -> bytes:
+    """The request body, read with a bound: 413 when it is larger than ``max_bytes``.
+    ``BoundedRequest`` has already refused to store such a body; with a plain Twisted
+    request the body sits in a temporary file and only the bound is read."""
     if getattr(request, "body_too_large", False):
-        raise _body_too_large(limits)
+        raise body_too_large(max_bytes)
     length = request.getHeader(b"content-length")
-    if length is not None and length.strip().isdigit():
-        if int(length) > limits.max_body_bytes:
-            raise _body_too_large(limits)
+    if length is not None and length.strip().isdigit() and int(length) > max_bytes:
+        raise body_too_large(max_bytes)
     content = request.content
     if content is None:
         return b""
     content.seek(0)
-    data = content.read(limits.max_body_bytes + 1)
-    if len(data) > limits.max_body_bytes:
-        raise _body_too_large(limits)
+    data = content.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise body_too_large(max_bytes)
     return data
 
 
-def _body_too_large(limits: Limits) -> ApiError:
+def body_too_large(max_bytes: int) -> ApiError:
     return ApiError(
-        413,
-        f"the request body is larger than {limits.max_body_bytes} bytes",
-        limit=limits.max_body_bytes,
+        413, f"the request body is larger than {max_bytes} bytes", limit=max_bytes
     )
 
 
@@ -210,6 +186,22 @@ def _reject_constant(name: str) -> Any:
     raise ApiError(400, f"{name} is not valid JSON")
 
 
+def load_json(raw: bytes) -> Any:
+    """A strict JSON document: UTF-8, no duplicate fields, no NaN/Infinity; else 400."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not valid UTF-8") from None
+    try:
+        return json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as e:
+        raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+    except RecursionError:
+        raise ApiError(400, "the request body is nested too deeply") from None
+
+
 def parse_body(raw: bytes, allowed: Iterable[str]) -> dict[str, str]:
     """An optional JSON object body whose fields are all strings among ``allowed``.
 
@@ -218,18 +210,7 @@ def parse_body(raw: bytes, allowed: Iterable[str]) -> dict[str, str]:
     """
     if not raw.strip():
         return {}
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ApiError(400, "the request body is not valid UTF-8") from None
-    try:
-        document = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
-        )
-    except json.JSONDecodeError as e:
-        raise ApiError(400, f"the request body is not valid JSON: {e}") from None
-    except RecursionError:
-        raise ApiError(400, "the request body is nested too deeply") from None
+    document = load_json(raw)
     if not isinstance(document, dict):
         raise ApiError(400, "the request body must be a JSON object")
     allowed = set(allowed)
@@ -246,31 +227,75 @@ def parse_body(raw: bytes, allowed: Iterable[str]) -> dict[str, str]:
     return document
 
 
-def parse_consistency(query: Query) -> bool:
-    """True for a linearizable read (the default), False for ``consistency=stale``."""
+def parse_consistency(query: Query) -> str:
+    """``linearizable`` (the default) or ``stale``, as the service takes it."""
     value = query.single("consistency")
-    if value is None or value == "linearizable":
-        return True
-    if value == "stale":
-        return False
+    if value is None or value == CONSISTENCY_LINEARIZABLE:
+        return CONSISTENCY_LINEARIZABLE
+    if value == CONSISTENCY_STALE:
+        return CONSISTENCY_STALE
     raise ApiError(
         400, f"unknown consistency {value!r}; use 'linearizable' (default) or 'stale'"
     )
 
 
-def parse_limit(query: Query, limits: Limits) -> int:
-    """Page size: a decimal integer from 1 to ``max_page_size``."""
+def parse_limit(query: Query, max_page_size: int) -> int | None:
+    """Page size: a decimal integer from 1 to ``max_page_size``; None (the service's
+    default) when absent."""
     value = query.single("limit")
     if value is None:
-        return limits.default_page_size
-    if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= limits.max_page_size:
+        return None
+    if not _DIGITS.fullmatch(value) or not 1 <= int(value) <= max_page_size:
         raise ApiError(
-            400, f"limit must be an integer from 1 to {limits.max_page_size}, not {value!r}"
+            400, f"limit must be an integer from 1 to {max_page_size}, not {value!r}"
         )
     return int(value)
 
 
-def _single_header(request: IRequest, name: bytes) -> str | None:
+def parse_bool(query: Query, name: str) -> bool | None:
+    """``true`` or ``false`` exactly; None when absent."""
+    value = query.single(name)
+    if value is None:
+        return None
+    if value not in ("true", "false"):
+        raise ApiError(400, f"{name} must be 'true' or 'false', not {value!r}", parameter=name)
+    return value == "true"
+
+
+def parse_revision(text: str | None, name: str, minimum: int = 1) -> int | None:
+    """A revision given as decimal digits, at least ``minimum``; None when absent."""
+    if text is None:
+        return None
+    if not _DIGITS.fullmatch(text) or not minimum <= int(text) <= _MAX_REVISION:
+        raise ApiError(
+            400, f"{name} must be an integer of at least {minimum}, not {text!r}",
+            parameter=name,
+        )
+    return int(text)
+
+
+def parse_timeout(text: str | None, default: float, maximum: float) -> float:
+    """A duration: ``30s``, ``500ms``, ``2m`` or seconds as a number; at most
+    ``maximum`` seconds; ``default`` when absent."""
+    if text is None:
+        return default
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise ApiError(
+            400, f"timeout must be a duration such as 30s, 500ms or 2m, not {text!r}",
+            parameter="timeout",
+        )
+    whole, fraction, unit = match.groups()
+    seconds = float(f"{whole}.{fraction or 0}") * _SECONDS_PER_UNIT[unit]
+    if seconds > maximum:
+        raise ApiError(
+            400, f"timeout must be at most {maximum:g}s, not {text!r}", parameter="timeout"
+        )
+    return seconds
+
+
+def single_header(request: IRequest, name: bytes) -> str | None:
+    """A header given at most once, in ASCII (400 otherwise); None when absent."""
     values = request.requestHeaders.getRawHeaders(name)
     if not values:
         return None
@@ -294,18 +319,20 @@ def parse_revision_tag(text: str) -> int:
     return int(tag)
 
 
-def parse_condition(request: IRequest, prev: str | None, limits: Limits) -> Condition | None:
+def parse_condition(
+    request: IRequest, prev: str | None, max_value_bytes: int
+) -> Condition | None:
     """The write's condition from ``prev`` (query or body), ``If-Match`` and
     ``If-None-Match``; at most one may be given (400 otherwise)."""
-    if_match = _single_header(request, b"if-match")
-    if_none_match = _single_header(request, b"if-none-match")
+    if_match = single_header(request, b"if-match")
+    if_none_match = single_header(request, b"if-none-match")
     given = [x for x in (prev, if_match, if_none_match) if x is not None]
     if len(given) > 1:
         raise ApiError(
             400, "give at most one condition: prev, If-Match or If-None-Match"
         )
     if prev is not None:
-        check_text(prev, "prev value", limits.max_value_bytes)
+        check_text(prev, "prev value", max_value_bytes)
         return Condition(prev_value=prev)
     if if_match is not None:
         return Condition(prev_revision=parse_revision_tag(if_match))

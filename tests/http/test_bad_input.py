@@ -20,7 +20,7 @@ from tests.http.client import Client, assert_json_error, raw_http
 def test_bad_json_body_is_400(body):
     client = Client()
     assert_json_error(client.raw(b"PUT", b"/db/k", body=body), 400)
-    assert client.backend.submitted == []
+    assert client.service.writes == []
 
 
 def test_lone_surrogate_in_json_is_400():
@@ -58,7 +58,7 @@ def test_empty_key_is_400():
 def test_invalid_percent_encoding_or_utf8_is_400(target):
     client = Client()
     assert_json_error(client.raw(b"PUT" if b"value" in target else b"GET", target), 400)
-    assert client.backend.submitted == []
+    assert client.service.writes == []
 
 
 @pytest.mark.parametrize("headers", [
@@ -69,7 +69,7 @@ def test_invalid_percent_encoding_or_utf8_is_400(target):
 def test_bad_or_conflicting_conditions_are_400(headers):
     client = Client()
     assert_json_error(client.put("/db/k?value=v", headers=headers), 400)
-    assert client.backend.submitted == []
+    assert client.service.writes == []
 
 
 def test_prev_together_with_if_match_is_400():
@@ -113,7 +113,7 @@ def test_value_over_limit_is_413_from_query_or_body():
     assert_json_error(client.put("/db/k?value=" + "v" * 11), 413)
     assert_json_error(client.put("/db/k", json={"value": "é" * 6}), 413)
     assert_json_error(client.put("/db/k", json={"value": "v", "prev": "p" * 11}), 413)
-    assert len(client.backend.submitted) == 1
+    assert len(client.service.writes) == 1
 
 
 def test_range_prefix_over_key_limit_is_413():
@@ -131,7 +131,7 @@ def test_large_body_is_413():
     client = Client(max_body_bytes=1000)
     body = b'{"value": "' + b"v" * 2000 + b'"}'
     assert_json_error(client.raw(b"PUT", b"/db/k", body=body), 413)
-    assert client.backend.submitted == []
+    assert client.service.writes == []
 
 
 def test_large_chunked_body_is_413_from_a_bounded_read():
@@ -139,7 +139,7 @@ def test_large_chunked_body_is_413_from_a_bounded_read():
     body = b'{"value": "' + b"v" * 2000 + b'"}'
     reply = client.raw(b"PUT", b"/db/k", body=body, chunked=True)
     assert_json_error(reply, 413)
-    assert client.backend.submitted == []
+    assert client.service.writes == []
 
 
 def test_large_body_on_any_route_is_413():
@@ -223,7 +223,9 @@ def logged():
     globalLogPublisher.removeObserver(events.append)
 
 
-class _BrokenKV:
+class _BrokenStore:
+    applied_index = 0
+
     def get(self, key):
         raise RuntimeError("disk on fire")
 
@@ -233,7 +235,7 @@ class _BrokenKV:
 
 def test_unexpected_exception_in_a_handler_is_logged_json_500(logged):
     client = Client()
-    client.backend.kv = _BrokenKV()
+    client.service.store = _BrokenStore()
     for path in ["/db/k", "/db", "/db/k?consistency=stale"]:
         assert assert_json_error(client.get(path), 500) == {"error": "internal server error"}
     failures = [e for e in logged if "log_failure" in e]
@@ -241,10 +243,10 @@ def test_unexpected_exception_in_a_handler_is_logged_json_500(logged):
     assert all(e["log_failure"].check(RuntimeError) for e in failures)
 
 
-def test_unexpected_exception_from_the_backend_is_500(logged):
+def test_unexpected_exception_from_the_service_is_500(logged):
     client = Client()
-    client.backend.submit_error = KeyError("boom")
+    client.service.write_error = KeyError("boom")
     assert_json_error(client.put("/db/k?value=v"), 500)
-    client.backend.status = lambda: 1 / 0
+    client.service.status = lambda: 1 / 0
     assert_json_error(client.get("/health"), 500)
     assert len([e for e in logged if "log_failure" in e]) == 2

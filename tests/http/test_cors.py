@@ -26,7 +26,7 @@ def test_preflight_gets_200_empty_body_and_echoes_method_and_headers(path):
     assert reply.header("Access-Control-Allow-Headers") == "content-type, if-match"
     assert reply.all("Vary") == PREFLIGHT_VARY
     assert reply.header("Content-Type") is None
-    assert client.backend.submitted == []
+    assert client.service.writes == []
 
 
 def test_preflight_without_requested_headers_allows_none():
@@ -59,7 +59,7 @@ def test_requests_with_an_origin_are_allowed_and_expose_etag(method, path, code)
 
 def test_redirects_carry_cors_headers():
     client = Client()
-    client.backend.submit_error = NotLeaderError("127.0.0.1:8081")
+    client.service.write_error = NotLeaderError("127.0.0.1:8081")
     reply = client.put("/db/k?value=v", headers={"Origin": "http://ui.example"})
     assert reply.code == 307
     assert reply.header("Access-Control-Allow-Origin") == "*"

@@ -18,7 +18,7 @@ def test_put_with_query_value_then_get_returns_value_revision_and_etag():
     assert put.code == 200
     assert put.json() == {"status": "Ok", "revision": 1}
     assert put.header("ETag") == '"1"'
-    assert client.backend.submitted == [Put("greeting", "hello")]
+    assert client.service.writes == [Put("greeting", "hello")]
 
     got = client.get("/db/greeting")
     assert got.code == 200
@@ -31,14 +31,14 @@ def test_put_with_json_body():
     client = Client()
     reply = client.put("/db/k", json={"value": "from body"})
     assert reply.code == 200
-    assert client.backend.submitted == [Put("k", "from body")]
+    assert client.service.writes == [Put("k", "from body")]
 
 
 def test_put_body_without_content_type_is_json_too():
     client = Client()
     reply = client.raw(b"PUT", b"/db/k", body=b'{"value": "v"}')
     assert reply.code == 200
-    assert client.backend.kv.get("k").value == "v"
+    assert client.service.store.get("k").value == "v"
 
 
 def test_empty_value_is_a_value():
@@ -50,7 +50,7 @@ def test_empty_value_is_a_value():
 def test_query_value_is_form_encoded_plus_is_space():
     client = Client()
     client.raw(b"PUT", b"/db/k?value=a+b%2Bc%20d")
-    assert client.backend.kv.get("k").value == "a b+c d"
+    assert client.service.store.get("k").value == "a b+c d"
 
 
 def test_unicode_key_and_value_round_trip():
@@ -71,7 +71,7 @@ def test_keys_may_contain_slashes_and_percent_2f_is_the_same_slash():
     client = Client()
     client.put("/db/config/db/url?value=postgres")
     assert client.get("/db/config%2Fdb%2Furl").json()["value"] == "postgres"
-    assert client.backend.kv.get("config/db/url").value == "postgres"
+    assert client.service.store.get("config/db/url").value == "postgres"
 
 
 def test_raw_path_keys_keep_empty_segments_and_trailing_slashes():
@@ -79,7 +79,7 @@ def test_raw_path_keys_keep_empty_segments_and_trailing_slashes():
     for target, key in [(b"/db/a//b", "a//b"), (b"/db/a/", "a/"), (b"/db//x", "/x"),
                         (b"/db/%2Fy", "/y"), (b"/db/%25", "%"), (b"/db/a%3Fb", "a?b")]:
         assert client.raw(b"PUT", target + b"?value=1").code == 200, target
-        assert client.backend.submitted[-1].key == key
+        assert client.service.writes[-1].key == key
 
 
 def test_delete_then_get_is_404_and_delete_absent_is_ok():
@@ -120,7 +120,7 @@ def test_prev_in_query_applies_when_value_matches():
     client.put("/db/k?value=old")
     reply = client.put("/db/k?value=new&prev=old")
     assert reply.code == 200
-    assert client.backend.submitted[-1] == Put("k", "new", Condition(prev_value="old"))
+    assert client.service.writes[-1] == Put("k", "new", Condition(prev_value="old"))
 
 
 def test_prev_in_body_failing_is_412_with_current_value_and_revision():
@@ -131,7 +131,7 @@ def test_prev_in_body_failing_is_412_with_current_value_and_revision():
     assert body["key"] == "k"
     assert body["value"] == "current" and body["revision"] == 1
     assert reply.header("ETag") == '"1"'
-    assert client.backend.kv.get("k").value == "current"
+    assert client.service.store.get("k").value == "current"
 
 
 def test_failed_condition_on_absent_key_reports_nulls():
@@ -147,7 +147,7 @@ def test_if_match_revision():
     assert_json_error(stale, 412)
     fresh = client.put("/db/k?value=b", headers={"If-Match": '"1"'})
     assert fresh.code == 200
-    assert client.backend.submitted[-1].condition == Condition(prev_revision=1)
+    assert client.service.writes[-1].condition == Condition(prev_revision=1)
 
 
 def test_if_none_match_star_creates_only_if_absent():
@@ -163,7 +163,7 @@ def test_conditional_delete_with_prev_and_if_match():
     client.put("/db/k?value=a")
     assert_json_error(client.delete("/db/k?prev=zzz"), 412)
     assert client.delete("/db/k", json={"prev": "a"}).code == 200
-    assert client.backend.submitted[-1] == Delete("k", Condition(prev_value="a"))
+    assert client.service.writes[-1] == Delete("k", Condition(prev_value="a"))
     client.put("/db/k?value=b")
     assert client.delete("/db/k", headers={"If-Match": '"4"'}).code == 200
 
@@ -178,7 +178,7 @@ def test_get_ignores_conditional_headers():
 
 def _fill(client: Client, keys: list[str]) -> None:
     for key in keys:
-        client.backend.put(key, "v-" + key)
+        client.service.set(key, "v-" + key)
 
 
 def test_range_lists_keys_under_prefix_in_order_with_values_and_revisions():
@@ -226,7 +226,7 @@ def test_range_default_limit_is_100():
 def test_range_page_stops_early_when_too_many_bytes():
     client = Client(max_value_bytes=3 << 20)
     for i in range(3):
-        client.backend.put(f"big{i}", "x" * (3 << 20))
+        client.service.set(f"big{i}", "x" * (3 << 20))
     page = client.get("/db?prefix=big").json()
     assert [item["key"] for item in page["items"]] == ["big0"]
     assert page["more"] is True and page["next_start_after"] == "big0"
@@ -261,14 +261,14 @@ def test_arbitrary_targets_get_json_or_empty_answers_never_500(target, method):
         reply.json()
 
 
-def test_the_real_kv_store_serves_reads_and_ranges():
+def test_reads_and_ranges_come_from_the_services_store():
     from leifdb.kv.store import KVStore
 
     client = Client()
     store = KVStore()
     for index, key in enumerate(["a/2", "a/1", "b"], start=1):
         store.apply(index, Put(key, key.upper()))
-    client.backend.kv = store
+    client.service.store = store
     assert client.get("/db/a/1").json() == {"key": "a/1", "value": "A/1", "revision": 2}
     page = client.get("/db?prefix=a/&limit=1").json()
     assert page["items"] == [{"key": "a/1", "value": "A/1", "revision": 2}]

@@ -4,13 +4,17 @@ Swagger UI is served from the package, pointed at ``/``."""
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation import OpenAPIV2SpecValidator
 
-from leifdb.http import openapi_document
+from leifdb.http import HttpLimits, openapi_document
 from leifdb.http.openapi import swagger_path
 from leifdb.http.routes import ClientApi
+from leifdb.http.routing import declared_query
+from leifdb.http.txn import parse_txn
+from leifdb.service.api import ServiceLimits
 from tests.http.client import Client
 
 UNDOCUMENTED = {"HEAD", "OPTIONS"}
@@ -47,8 +51,8 @@ def test_get_root_serves_the_document_for_the_nodes_version_and_limits():
     assert reply.code == 200
     assert reply.header("Content-Type") == "application/json"
     served = reply.json()
-    assert served == json.loads(json.dumps(
-        openapi_document(version="2.3.4", max_key_bytes=77)))
+    limits = HttpLimits.derive(ServiceLimits(max_key_bytes=77))
+    assert served == json.loads(json.dumps(openapi_document(version="2.3.4", limits=limits)))
     validate(served, cls=OpenAPIV2SpecValidator)
     assert "at most 77 bytes" in served["info"]["description"]
 
@@ -57,7 +61,8 @@ def test_every_route_is_documented_and_every_documented_operation_is_routed():
     document = openapi_document(version="1")
     assert routed_operations() == documented_operations(document)
     assert {p for p, _ in routed_operations()} == {
-        "/", "/health", "/db", "/db/{key}", "/swagger/", "/swagger/{name}"}
+        "/", "/health", "/db", "/db/{key}", "/swagger/", "/swagger/{name}", "/txn",
+        "/watch/{key}"}
 
 
 def test_every_endpoint_has_its_own_handler():
@@ -118,3 +123,106 @@ def test_swagger_ui_is_served_from_the_package_and_loads_the_root_document():
         assert reply.code == 200, asset
         assert reply.header("Content-Type").startswith(kind)
         assert len(reply.body) > 100
+
+
+# -- parameters, examples and the new endpoints ------------------------------------------
+
+def _documented_query(document: dict, operation: dict) -> set[str]:
+    names = set()
+    for parameter in operation.get("parameters", []):
+        if "$ref" in parameter:
+            parameter = document["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
+        if parameter["in"] == "query":
+            names.add(parameter["name"])
+    return names
+
+
+def test_documented_query_parameters_are_exactly_the_accepted_ones():
+    document = openapi_document(version="1")
+    for rule in ClientApi.app.url_map.iter_rules():
+        item = document["paths"][swagger_path(rule.rule)]
+        for method in rule.methods - UNDOCUMENTED:
+            documented = _documented_query(document, item[method.lower()])
+            assert documented == declared_query(rule.endpoint), (rule.rule, method)
+
+
+def test_body_examples_are_what_try_it_out_should_send():
+    definitions = openapi_document(version="1")["definitions"]
+    assert definitions["PutBody"]["example"] == {"value": "hello"}
+    assert definitions["DeleteBody"]["example"] == {}
+    assert parse_txn(json.dumps(definitions["TxnBody"]["example"]).encode(),
+                     ServiceLimits()).success
+
+
+def _example(document: dict, parameter: dict):
+    if "$ref" in parameter:
+        parameter = document["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
+    if parameter["in"] == "body":
+        schema = parameter["schema"]
+        name = schema["$ref"].rsplit("/", 1)[1]
+        return parameter, document["definitions"][name].get("example")
+    return parameter, parameter.get("x-example", parameter.get("default"))
+
+
+def _try_it_out(client: Client, document: dict, path: str, method: str) -> int:
+    """Send what Swagger UI sends with its defaults: path examples, parameters with an
+    example or a default, the body schema's example."""
+    item = document["paths"][path]
+    operation = item[method]
+    query, headers, body = {}, {}, None
+    for parameter in item.get("parameters", []):
+        path = path.replace(f"{{{parameter['name']}}}", parameter["x-example"])
+    for raw in operation.get("parameters", []):
+        parameter, value = _example(document, raw)
+        if value is None:
+            continue
+        if parameter["in"] == "query":
+            query[parameter["name"]] = str(value)
+        elif parameter["in"] == "header":
+            headers[parameter["name"]] = str(value)
+        elif parameter["in"] == "body":
+            body = json.dumps(value).encode()
+    target = path + ("?" + urlencode(query) if query else "")
+    reply = client.raw(method.upper().encode(), target.encode(),
+                       {k.encode(): [v.encode()] for k, v in headers.items()}, body)
+    return reply.code
+
+
+def test_try_it_out_with_the_defaults_succeeds_everywhere():
+    client = Client()
+    document = client.get("/").json()
+    order = [("/db/{key}", "put"), ("/db/{key}", "get"), ("/db", "get"), ("/txn", "post"),
+             ("/db/{key}", "delete"), ("/health", "get"), ("/", "get"), ("/swagger/", "get"),
+             ("/swagger/{name}", "get")]
+    assert set(order) | {("/watch/{key}", "get")} == documented_operations(document)
+    for path, method in order:
+        assert _try_it_out(client, document, path, method) == 200, (path, method)
+    assert client.service.store.get("greeting") is None  # put, then deleted
+
+
+def test_the_watch_is_documented_as_an_event_stream():
+    operation = openapi_document(version="1")["paths"]["/watch/{key}"]["get"]
+    assert operation["produces"][0] == "text/event-stream"
+    assert {"200", "400", "410", "503"} <= set(operation["responses"])
+    headers = {p["name"] for p in operation["parameters"] if p.get("in") == "header"}
+    assert headers == {"Last-Event-ID"}
+
+
+def test_410_and_the_revision_header_are_documented_on_the_key_api_only():
+    paths = openapi_document(version="1")["paths"]
+    assert "410" in paths["/db/{key}"]["get"]["responses"]
+    for path, item in paths.items():
+        key_api = path in ("/db", "/db/{key}", "/txn", "/watch/{key}")
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            for code, response in operation["responses"].items():
+                has = "X-LeifDB-Revision" in response.get("headers", {})
+                assert has == key_api, (path, method, code)
+
+
+def test_every_operation_documents_400_for_unknown_parameters():
+    for path, item in openapi_document(version="1")["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                assert "400" in operation["responses"], (path, method)

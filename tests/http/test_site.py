@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from leifdb.errors import NotLeaderError
 from leifdb.http import BoundedRequest, make_app, make_site
-from tests.http.fakes import FakeBackend
+from tests.http.fakes import FakeService
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "http_latency.py"
 TIMEOUT = 20
@@ -54,13 +54,12 @@ class ChunkedBody:
 
 
 class Server:
-    def __init__(self, backend: FakeBackend, max_body_bytes: int = 1000) -> None:
+    def __init__(self, service: FakeService, max_body_bytes: int = 1000) -> None:
         from twisted.internet import reactor
 
-        self.backend = backend
-        site = make_site(
-            make_app(backend, version="t", max_body_bytes=max_body_bytes),
-            max_body_bytes=max_body_bytes, reactor=reactor)
+        self.service = service
+        site = make_site(make_app(service, version="t", max_body_bytes=max_body_bytes),
+                         reactor=reactor)
         self.port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.url = f"http://127.0.0.1:{self.port.getHost().port}"
 
@@ -79,8 +78,8 @@ def server():
     """Start nodes on free ports; all are stopped after the test."""
     servers: list[Server] = []
 
-    def start(backend: FakeBackend | None = None, **options: Any) -> Server:
-        servers.append(Server(backend or FakeBackend(), **options))
+    def start(service: FakeService | None = None, **options: Any) -> Server:
+        servers.append(Server(service or FakeService(), **options))
         return servers[-1]
 
     yield start
@@ -119,7 +118,7 @@ async def test_over_tcp_small_bodies_work_and_large_ones_are_413(server):
     assert code == 413, body
     code, _, _ = await node.request("PUT", "/db/k", data=ChunkedBody([b'{"value": ', b'"z"}']))
     assert code == 200
-    assert node.backend.kv.get("k").value == "z"
+    assert node.service.store.get("k").value == "z"
 
 
 @pytest_twisted.ensureDeferred
@@ -129,8 +128,8 @@ async def test_latency_script_against_a_node(server, capsys):
     samples = await deferToThread(bench.measure, node.url, 20, 10, "b/")
     assert len(samples["put"]) == len(samples["get"]) == 20
     assert all(s >= 0 for s in samples["put"] + samples["get"])
-    assert len(node.backend.kv.items) == 20
-    assert node.backend.barriers == 20
+    assert len(node.service.store) == 20
+    assert node.service.barriers == 20
     assert await deferToThread(bench.main, [node.url, "-n", "3"]) == 0
     out = capsys.readouterr().out
     assert "PUT  n=3  median=" in out and "GET  n=3" in out and "p99=" in out
@@ -140,12 +139,12 @@ async def test_latency_script_against_a_node(server, capsys):
 async def test_latency_script_follows_a_redirect_to_the_leader(server):
     bench = load_bench()
     leader = server()
-    follower_backend = FakeBackend()
-    follower = server(follower_backend)
-    follower_backend.submit_error = NotLeaderError(leader.url.removeprefix("http://"))
+    follower_service = FakeService()
+    follower = server(follower_service)
+    follower_service.write_error = NotLeaderError(leader.url.removeprefix("http://"))
     samples = await deferToThread(bench.measure, follower.url, 5, 10, "r/")
     assert len(samples["put"]) == 5
-    assert len(leader.backend.kv.items) == 5 and not follower_backend.kv.items
+    assert len(leader.service.store) == 5 and not len(follower_service.store)
 
 
 def test_percentile_is_nearest_rank():

@@ -1,0 +1,344 @@
+"""The shared pieces of the OpenAPI 2.0 document: schemas, responses and parameters that
+the route docstrings name. Examples are chosen so that Swagger UI's "Try it out" works
+with its defaults (a body example of ``{"value": "hello"}``, not ``"prev": "string"``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from leifdb.http.failures import RETRY_AFTER_SECONDS
+
+__all__ = ["PARAMETERS", "PATH_PARAMETERS", "RESPONSES", "REVISION_HEADER_DOC", "SCHEMAS"]
+
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "key": {
+        "in": "path",
+        "name": "key",
+        "required": True,
+        "type": "string",
+        "x-example": "greeting",
+        "description": (
+            "The key: a non-empty UTF-8 string, at most {max_key_bytes} bytes. It may "
+            "contain `/` (`config/db/url`); the path is percent-decoded before routing, so "
+            "`%2F` is the same as `/`. Percent-encode `?`, `#`, `%` and spaces. Where a "
+            "prefix is meant (`prefix=true`) it may be empty."
+        ),
+    },
+    "name": {
+        "in": "path",
+        "name": "name",
+        "required": True,
+        "type": "string",
+        "x-example": "index.html",
+        "description": "A file name of the Swagger UI.",
+    },
+}
+
+REVISION_HEADER_DOC = {
+    "type": "integer",
+    "format": "int64",
+    "description": "The node's applied revision when it answered; watch from it + 1, or "
+                   "long poll with `wait_revision` = it + 1, to miss nothing.",
+}
+
+
+def _error(description: str, **extra: Any) -> dict[str, Any]:
+    return {"description": description, "schema": {"$ref": "#/definitions/Error"}, **extra}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/definitions/{name}"}
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "type": "integer",
+        "description": f"Seconds to wait before retrying ({RETRY_AFTER_SECONDS}).",
+    }
+}
+_LOCATION = {
+    "Location": {
+        "type": "string",
+        "description": "The same path and query on the leader: `http://<leader>/...`.",
+    }
+}
+_REVISION = {"type": "integer", "format": "int64", "minimum": 1}
+_ITEM_EXAMPLE = {"key": "greeting", "value": "hello", "revision": 7}
+
+_TXN_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Compare": {
+        "type": "object",
+        "required": ["key", "target", "op", "value"],
+        "additionalProperties": False,
+        "properties": {
+            "key": {"type": "string"},
+            "target": {"type": "string", "enum": ["value", "revision", "exists"]},
+            "op": {"type": "string", "enum": ["equal", "not_equal", "greater", "less"]},
+            "value": {
+                "description": "A string for `value` (an absent key fails every op), an "
+                               "integer for `revision` (an absent key has 0), a boolean "
+                               "for `exists`.",
+            },
+        },
+    },
+    "TxnOp": {
+        "type": "object",
+        "required": ["op"],
+        "additionalProperties": False,
+        "description": "`put` {key, value}, `delete` {key}, `get` {key} or `range` "
+                       "{prefix, start_after, limit}.",
+        "properties": {
+            "op": {"type": "string", "enum": ["put", "delete", "get", "range"]},
+            "key": {"type": "string"},
+            "value": {"type": "string"},
+            "prefix": {"type": "string"},
+            "start_after": {"type": "string", "x-nullable": True},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "x-nullable": True},
+        },
+    },
+    "TxnBody": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "compare": {"type": "array", "items": _ref("Compare")},
+            "success": {"type": "array", "items": _ref("TxnOp")},
+            "failure": {"type": "array", "items": _ref("TxnOp")},
+        },
+        "example": {
+            "compare": [{"key": "greeting", "target": "exists", "op": "equal",
+                         "value": False}],
+            "success": [{"op": "put", "key": "greeting", "value": "hello"}],
+            "failure": [{"op": "get", "key": "greeting"}],
+        },
+    },
+    "TxnOpResult": {
+        "type": "object",
+        "required": ["op"],
+        "description": "`put`: key, revision. `delete`: key, deleted, revision. `get`: "
+                       "key, item (null if absent). `range`: prefix, items, more.",
+        "properties": {
+            "op": {"type": "string", "enum": ["put", "delete", "get", "range"]},
+            "key": {"type": "string"},
+            "revision": _REVISION,
+            "deleted": {"type": "boolean"},
+            "item": {**_ref("Item"), "x-nullable": True},
+            "prefix": {"type": "string"},
+            "items": {"type": "array", "items": _ref("Item")},
+            "more": {"type": "boolean"},
+        },
+    },
+    "TxnAnswer": {
+        "type": "object",
+        "required": ["succeeded", "revision", "results"],
+        "properties": {
+            "succeeded": {"type": "boolean",
+                          "description": "false: the compares failed, `failure` ran."},
+            "revision": {**_REVISION, "description": "The transaction's revision; for a "
+                                                     "read-only one, the revision it read."},
+            "results": {"type": "array", "items": _ref("TxnOpResult")},
+        },
+    },
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Item": {
+        "type": "object",
+        "required": ["key", "value", "revision"],
+        "properties": {
+            "key": {"type": "string"},
+            "value": {"type": "string"},
+            "revision": _REVISION,
+        },
+        "example": _ITEM_EXAMPLE,
+    },
+    "Page": {
+        "type": "object",
+        "required": ["prefix", "items", "more", "next_start_after"],
+        "properties": {
+            "prefix": {"type": "string"},
+            "items": {"type": "array", "items": _ref("Item")},
+            "more": {
+                "type": "boolean",
+                "description": "True when more keys under the prefix follow this page.",
+            },
+            "next_start_after": {
+                "type": "string",
+                "x-nullable": True,
+                "description": "The `start_after` for the next page; null when `more` is false.",
+            },
+        },
+    },
+    "PutBody": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "value": {"type": "string", "description": "The new value."},
+            "prev": {
+                "type": "string",
+                "description": "Write only if the current value equals this.",
+            },
+        },
+        "example": {"value": "hello"},
+    },
+    "DeleteBody": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "prev": {
+                "type": "string",
+                "description": "Delete only if the current value equals this.",
+            },
+        },
+        "example": {},
+    },
+    "WriteOk": {
+        "type": "object",
+        "required": ["status", "revision"],
+        "properties": {
+            "status": {"type": "string", "enum": ["Ok"]},
+            "revision": _REVISION,
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "version", "node", "role", "term", "leader",
+                     "leader_http", "commit_index", "applied_index"],
+        "properties": {
+            "status": {"type": "string", "enum": ["OK"]},
+            "version": {"type": "string"},
+            "node": {"type": "string", "description": "This node's id (`host:raftport`)."},
+            "role": {"type": "string", "description": "leader, follower or candidate."},
+            "term": {"type": "integer", "format": "int64"},
+            "leader": {"type": "string", "x-nullable": True,
+                       "description": "The leader's id, null when none is known."},
+            "leader_http": {"type": "string", "x-nullable": True,
+                            "description": "The leader's client address `host:port`."},
+            "commit_index": {"type": "integer", "format": "int64"},
+            "applied_index": {"type": "integer", "format": "int64"},
+        },
+    },
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+        "additionalProperties": True,
+    },
+    "Gone": {
+        "type": "object",
+        "required": ["error", "compact_revision"],
+        "properties": {
+            "error": {"type": "string"},
+            "compact_revision": {**_REVISION, "description": "The oldest revision kept."},
+        },
+    },
+    "WriteError": {
+        "type": "object",
+        "required": ["error", "applied"],
+        "properties": {
+            "error": {"type": "string"},
+            "applied": {
+                "description": "false: not applied, safe to retry; "
+                               '"unknown": may have been applied.',
+            },
+            "leader": {"type": "string", "description": "The leader's base URL (307)."},
+        },
+    },
+    "ConditionFailed": {
+        "type": "object",
+        "required": ["error", "key", "value", "revision"],
+        "properties": {
+            "error": {"type": "string"},
+            "key": {"type": "string"},
+            "value": {"type": "string", "x-nullable": True,
+                      "description": "The current value; null if the key is absent."},
+            "revision": {"type": "integer", "format": "int64", "x-nullable": True,
+                         "description": "The current revision; null if the key is absent."},
+        },
+    },
+    **_TXN_SCHEMAS,
+}
+
+RESPONSES: dict[str, dict[str, Any]] = {
+    "BadRequest": _error(
+        "Bad input: an unknown query parameter (named in `parameter`), invalid JSON, a "
+        "missing or mistyped field, invalid percent-encoding or UTF-8, an empty key, an "
+        "unknown `consistency`, a bad `limit`, conflicting conditions."
+    ),
+    "KeyNotFound": _error("The key does not exist (`key` in the body)."),
+    "RouteNotFound": _error("No such route or file."),
+    "TooLarge": _error(
+        "The key, value, request body or transaction is larger than its limit (`limit`). "
+        "A declared `Content-Length` over the limit is answered at once."
+    ),
+    "Gone": {
+        "description": "The revision asked for is older than the history the node keeps: "
+                       "read again, then continue from the revision of that read.",
+        "schema": _ref("Gone"),
+    },
+    "InternalError": _error("An unexpected error; it is logged on the node."),
+    "ConditionFailed": {
+        "description": "The condition did not hold; nothing changed. The body holds the key's "
+                       "current value and revision, also sent as `ETag` when it exists.",
+        "schema": _ref("ConditionFailed"),
+        "headers": {"ETag": {"type": "string"}},
+    },
+    "NotLeader": {
+        "description": "This node is not the leader: resend to `Location` (`curl -L`).",
+        "schema": _ref("WriteError"),
+        "headers": _LOCATION,
+    },
+    "ReadRedirect": _error(
+        "This node cannot serve a linearizable read itself: read from `Location` (the "
+        "leader), or add `consistency=stale`.",
+        headers=_LOCATION,
+    ),
+    "NoLeader": {
+        "description": "No leader is known; the write was not applied (`applied: false`).",
+        "schema": _ref("WriteError"),
+        "headers": _RETRY_AFTER,
+    },
+    "OutcomeUnknown": {
+        "description": 'The write may or may not have been applied (`applied: "unknown"`); '
+                       "read the key before retrying.",
+        "schema": _ref("WriteError"),
+    },
+    "ReadUnavailable": _error(
+        "A linearizable read cannot be served now (no leader or no majority); retry, or "
+        "use `consistency=stale`.",
+        headers=_RETRY_AFTER,
+    ),
+    "WatchUnavailable": _error(
+        "No leader for the read barrier (use `consistency=stale`), or this node serves "
+        "too many watches; retry.",
+        headers=_RETRY_AFTER,
+    ),
+    "MethodNotAllowed": _error(
+        "The path exists but not with this method (any path).",
+        headers={"Allow": {"type": "string", "description": "The allowed methods."}},
+    ),
+}
+
+PARAMETERS: dict[str, dict[str, Any]] = {
+    "Consistency": {
+        "in": "query",
+        "name": "consistency",
+        "type": "string",
+        "enum": ["linearizable", "stale"],
+        "default": "linearizable",
+        "description": "`stale` answers from this node's state at once; it may lag.",
+    },
+    "IfMatch": {
+        "in": "header",
+        "name": "If-Match",
+        "type": "string",
+        "description": 'Apply only if the key\'s revision is this ETag (`"42"`).',
+    },
+    "IfNoneMatch": {
+        "in": "header",
+        "name": "If-None-Match",
+        "type": "string",
+        "enum": ["*"],
+        "description": "`*`: apply only if the key is absent.",
+    },
+}

@@ -1,0 +1,220 @@
+"""The ``Site`` the API is served with: a channel that answers oversized requests with JSON
+at once, and requests that refuse to store a large body.
+
+Twisted's own answers to these are a bare 400 (request line and headers over 16 KiB
+together, too many header fields), a dropped connection (one line over 16 KiB) or, for a
+large body, none at all: it spools the whole body to a temporary file first. Here a
+request line over its limit gets 414, a header block over its limit 431, and a declared
+``Content-Length`` over the route's body limit 413, each before the rest is read; the
+connection is then closed, since what follows cannot be parsed or is not wanted.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Callable
+
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.http import HTTPChannel
+
+from leifdb.http.errors import ApiError, json_body
+from leifdb.http.limits import HttpLimits
+from leifdb.http.params import decode_component, split_uri
+from leifdb.http.paths import REVISION_HEADER, is_key_api
+from leifdb.http.resource import EXPOSED_HEADERS, ApiRoot
+
+__all__ = ["ApiChannel", "ApiSite", "BoundedRequest", "make_site"]
+
+_REASONS = {
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+}
+
+
+class BoundedRequest(server.Request):
+    """A request that stores at most ``max_body_bytes`` of body.
+
+    Twisted buffers a whole body before rendering, with no limit. This request keeps
+    consuming a larger body (sent chunked: its length was not declared) but stores none
+    of it and sets ``body_too_large``; the API then answers 413 without reading anything.
+    ``ApiChannel`` sets the limit of each request's route before its body arrives.
+    """
+
+    max_body_bytes: int = HttpLimits.derive().max_body_bytes
+    body_too_large = False
+    _body_received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        if length is not None and length > self.max_body_bytes:
+            self._refuse_body()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.body_too_large:
+            return
+        self._body_received += len(data)
+        if self._body_received > self.max_body_bytes:
+            self._refuse_body()
+            return
+        super().handleContentChunk(data)
+
+    def _refuse_body(self) -> None:
+        self.body_too_large = True
+        old = getattr(self, "content", None)
+        self.content = io.BytesIO()
+        if old is not None:
+            old.close()
+
+
+def _decoded_path(target: bytes) -> str | None:
+    try:
+        return decode_component(split_uri(target)[0], "path")
+    except ApiError:
+        return None
+
+
+class ApiChannel(HTTPChannel):
+    """An ``HTTPChannel`` with the API's request line, header and body limits, answering
+    past them with a JSON 414, 431 or 413 instead of a bare 400 or a dropped connection.
+
+    Its site (``ApiSite``) holds the limits and the revision for ``X-LeifDB-Revision``."""
+
+    log = Logger()
+    site: ApiSite
+    _reading_request_line = True
+    _header_bytes = 0
+    _target = b""
+    _refused = False
+
+    def connectionMade(self) -> None:
+        limits = self.site.http_limits
+        # Lines may be as long as the longer limit; lineReceived applies the right one.
+        self.MAX_LENGTH = max(limits.max_request_line_bytes, limits.max_header_bytes)
+        # Twisted's own checks stay as a backstop that our checks always precede.
+        self.totalHeadersSize = limits.max_request_line_bytes + limits.max_header_bytes
+        self.maxHeaders = limits.max_headers
+        super().connectionMade()
+
+    def dataReceived(self, data: bytes) -> None:
+        if not self._refused:
+            super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        limits = self.site.http_limits
+        if self._reading_request_line:
+            if line:  # Twisted tolerates one blank line before a request
+                if len(line) > limits.max_request_line_bytes:
+                    return self._refuse_request_line()
+                self._reading_request_line = False
+                self._header_bytes = 0
+                parts = line.split(b" ")
+                self._target = parts[1] if len(parts) == 3 else b""
+        else:
+            self._header_bytes += len(line)
+            if self._header_bytes > limits.max_header_bytes:
+                return self._refuse_headers()
+        return super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        if self._reading_request_line:
+            self._refuse_request_line()
+        else:
+            self._refuse_headers()
+
+    def headerReceived(self, line: bytes) -> bool:
+        if self._receivedHeaderCount >= self.site.http_limits.max_headers:
+            self._refuse(
+                431,
+                f"more than {self.site.http_limits.max_headers} header fields",
+                limit=self.site.http_limits.max_headers,
+            )
+            return False
+        return bool(super().headerReceived(line))
+
+    def allHeadersReceived(self) -> None:
+        """Before the body: 413 when its declared length is over the route's limit (so an
+        ``Expect: 100-continue`` client never sends it), else set the route's limit on
+        the request for a body sent chunked."""
+        path = _decoded_path(self._target)
+        limit = self.site.http_limits.body_limit(path)
+        request = self.requests[-1]
+        if isinstance(request, BoundedRequest):
+            request.max_body_bytes = limit
+        if self.length is not None and self.length > limit:
+            revision = self.site.revision() if path is not None and is_key_api(path) else None
+            self._refuse(
+                413,
+                f"the request body is larger than {limit} bytes",
+                revision=revision,
+                limit=limit,
+            )
+            return
+        super().allHeadersReceived()
+
+    def allContentReceived(self) -> None:
+        self._reading_request_line = True
+        super().allContentReceived()
+
+    def _refuse_request_line(self) -> None:
+        limit = self.site.http_limits.max_request_line_bytes
+        self._refuse(
+            414,
+            f"the request line is longer than {limit} bytes; put large values in the body",
+            limit=limit,
+        )
+
+    def _refuse_headers(self) -> None:
+        limit = self.site.http_limits.max_header_bytes
+        self._refuse(431, f"the request's header fields are larger than {limit} bytes",
+                     limit=limit)
+
+    def _refuse(self, status: int, message: str, *, revision: int | None = None,
+                **fields: Any) -> None:
+        """Answer with a JSON error and close: the rest of the request is not read."""
+        if self._refused:
+            return
+        self._refused = True
+        body = json_body({"error": message, **fields})
+        head = [
+            b"HTTP/1.1 %d %s" % (status, _REASONS[status]),
+            b"Content-Type: application/json",
+            b"Content-Length: %d" % len(body),
+            b"Connection: close",
+            b"Access-Control-Allow-Origin: *",
+            b"Access-Control-Expose-Headers: " + EXPOSED_HEADERS,
+        ]
+        if revision is not None:
+            head.append(REVISION_HEADER + b": %d" % revision)
+        assert self.transport is not None
+        self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        self.log.info("refused a request: {status} {message}", status=status, message=message)
+        self.loseConnection()
+
+
+class ApiSite(server.Site):
+    """A ``Site`` whose connections are ``ApiChannel`` s with these limits, and whose
+    requests are ``BoundedRequest`` s."""
+
+    protocol = ApiChannel  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        resource: Any,
+        *,
+        limits: HttpLimits,
+        revision: Callable[[], int],
+        **site_options: Any,
+    ) -> None:
+        site_options.setdefault("requestFactory", BoundedRequest)
+        super().__init__(resource, **site_options)
+        self.http_limits = limits
+        self.revision = revision
+
+
+def make_site(app: ApiRoot, **site_options: Any) -> ApiSite:
+    """The ``Site`` to serve ``make_app``'s resource with: its limits come from the app
+    (so from the service's). ``site_options`` go to ``Site`` (``reactor=``...)."""
+    return ApiSite(app, limits=app.limits, revision=app.revision, **site_options)
