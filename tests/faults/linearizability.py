@@ -39,9 +39,20 @@ Revisions (sound, not complete):
   long as the bounds allow. Integer gaps are not counted (revisions are treated as dense),
   and a 412 on prev_revision against an unknown revision is always accepted.
 * across keys, a cheap pre-check: reported revisions are unique; a revision seen on one key
-  was not reported for or seen on another; and revision order never contradicts real time
+  was not reported for or seen on another (unless one transaction put both keys); and revision order never contradicts real time
   (if a's revision is below b's, a was invoked before b completed; an operation that saw
   revision r completed after every write below r was invoked).
+
+Transactions (``kind == "txn"``, ``POST /txn``) tie keys together, so the history is first
+split into independent groups (``groups``: connected components of keys touched by one
+operation). A group of one key without transactions is checked as above; any other group
+is checked as one object whose state maps each key to absent or (value, revision), by the
+search of ``tests.faults.multikey`` (same algorithm and outcomes: an ok transaction must
+produce its recorded ``succeeded`` flag and results, an unknown one applies whole with
+either branch at any point after invoke, or never). Keep the groups small (the fault test's
+clients run transactions only within fixed pairs of keys) and the state of compared keys
+pinned (a get before a write, or a compare on a known value or revision): then unknown
+writes stay cheap, as for single keys.
 
 Times are compared as given: equal times count as concurrent. The initial state of every
 key is absent: check histories taken on a fresh cluster, or record set-up writes as
@@ -59,7 +70,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from tests.faults.history import (
     Condition,
@@ -75,6 +86,7 @@ from tests.faults.history import (
 
 __all__ = [
     "CheckResult",
+    "groups",
     "Condition",
     "HistoryError",
     "KeyResult",
@@ -721,7 +733,9 @@ class CheckResult:
 
     def summary(self) -> str:
         verdict = {True: "linearizable", False: "NOT linearizable", None: "undecided (timed out)"}[self.ok]
-        lines = [f"{verdict}: {len(self.keys)} keys, {self.elapsed:.3f} s"]
+        nkeys = sum(len(label.split("+")) for label in self.keys)
+        grouped = "" if nkeys == len(self.keys) else f" in {len(self.keys)} groups"
+        lines = [f"{verdict}: {nkeys} keys{grouped}, {self.elapsed:.3f} s"]
         for k in sorted(self.keys):
             r = self.keys[k]
             v = {True: "ok", False: "VIOLATION", None: "undecided"}[r.ok]
@@ -740,40 +754,59 @@ class CheckResult:
 
 def _revision_precheck(ops: Sequence[Op]) -> str | None:
     """Cross-key revision facts the per-key search cannot see; a description or None."""
+    from tests.faults.multikey import observations, own_revision
+
     owner: dict[int, Op] = {}
     for op in ops:
-        if op.revision is None:
+        rev = own_revision(op)
+        if rev is None:
             continue
-        other = owner.get(op.revision)
-        if other is not None:
+        other = owner.get(rev)
+        if other is not None and other is not op:
             return (
-                f"revision {op.revision} was reported for two operations:\n"
+                f"revision {rev} was reported for two operations:\n"
                 f"  {other.describe()}\n  {op.describe()}"
             )
-        owner[op.revision] = op
-    seen_on: dict[int, Op] = {}
+        owner[rev] = op
+
+    def put_keys(op: Op) -> set[str]:
+        if op.kind != "txn":
+            return {op.key} if op.kind == "put" else set()
+        txn = op.txn
+        assert txn is not None
+        branches = (txn.branch(op.succeeded),) if op.outcome == "ok" else (txn.success, txn.failure)  # type: ignore[arg-type]
+        return {t.key for b in branches for t in b if t.op == "put"}
+
+    txn_puts = [(op.revision, put_keys(op)) for op in ops if op.kind == "txn" and op.outcome != "fail"]
+
+    def one_txn_puts(r: int, a: str, b: str) -> bool:
+        return any((rev is None or rev == r) and a in keys and b in keys for rev, keys in txn_puts)
+
+    seen_on: dict[int, tuple[str, Op]] = {}
     for op in ops:
-        if op.seen is None or op.seen.revision is None:
-            continue
-        r = op.seen.revision
-        writer = owner.get(r)
-        if writer is not None and writer.key != op.key:
-            return (
-                f"revision {r} was seen on key {op.key!r} but written to key {writer.key!r}:\n"
-                f"  {writer.describe()}\n  {op.describe()}"
-            )
-        other = seen_on.get(r)
-        if other is not None and other.key != op.key:
-            return (
-                f"revision {r} was seen on two keys:\n  {other.describe()}\n  {op.describe()}"
-            )
-        seen_on[r] = op
+        for key, seen in observations(op):
+            if seen.revision is None:
+                continue
+            r = seen.revision
+            writer = owner.get(r)
+            if writer is not None and key not in put_keys(writer) and (
+                    writer.kind == "txn" or writer.key != key):
+                return (
+                    f"revision {r} was seen on key {key!r} but written by an operation that "
+                    f"did not put it:\n  {writer.describe()}\n  {op.describe()}"
+                )
+            other = seen_on.get(r)
+            if other is not None and other[0] != key and not one_txn_puts(r, other[0], key):
+                return (
+                    f"revision {r} was seen on two keys:\n  {other[1].describe()}\n  {op.describe()}"
+                )
+            seen_on.setdefault(r, (key, op))
     # Real time: a write with a lower revision was linearized earlier, so it was invoked
     # before any operation with a higher revision completed; and an observation of
     # revision r completed after every write below r had been invoked.
     items: list[tuple[int, int, Op]] = [(r, 1, op) for r, op in owner.items()]
-    items += [(op.seen.revision, 0, op) for op in ops
-              if op.seen is not None and op.seen.revision is not None]
+    items += [(seen.revision, 0, op) for op in ops for _, seen in observations(op)
+              if seen.revision is not None]
     items.sort(key=lambda t: (t[0], t[1]))
     latest: Op | None = None  # the write with the latest invoke among lower revisions
     idx = 0
@@ -817,6 +850,10 @@ def _prefix(ops: Sequence[Op], t: float) -> list[Op]:
             continue
         if op.complete is not None and op.complete <= t:
             out.append(op)
+        elif op.kind == "txn":
+            if op.outcome != "fail" and not op.txn.read_only:  # type: ignore[union-attr]
+                out.append(replace(op, outcome="unknown", complete=None, revision=None,
+                                   succeeded=None, results=None))
         elif op.kind != "read" and not op.condition_failed and op.outcome != "fail":
             out.append(replace(op, outcome="unknown", complete=None, revision=None, seen=None))
     return out
@@ -825,7 +862,7 @@ def _prefix(ops: Sequence[Op], t: float) -> list[Op]:
 _Failure = tuple  # (ops, specs, outcome, revs) of a failing check
 
 
-def _shrink(failure: _Failure, elsewhere: _Elsewhere, deadline: float) -> _Failure:
+def _shrink(failure: _Failure, check_ops: Callable[[list[Op]], tuple], deadline: float) -> _Failure:
     """A smaller failing history of one key than ``failure``'s, found before ``deadline``.
 
     Only sound reductions: the shortest failing prefix (binary search; linearizability is
@@ -838,7 +875,7 @@ def _shrink(failure: _Failure, elsewhere: _Elsewhere, deadline: float) -> _Failu
         nonlocal best
         if time.monotonic() > deadline:
             return False
-        specs, outcome, revs = _check_ops(candidate, elsewhere, deadline)
+        specs, outcome, revs = check_ops(candidate)
         if outcome.ok is False:
             best = (candidate, specs, outcome, revs)
             return True
@@ -864,7 +901,8 @@ def _shrink(failure: _Failure, elsewhere: _Elsewhere, deadline: float) -> _Failu
             lo = mid + 1
 
     def observation(op: Op) -> bool:
-        return op.kind == "read" or op.condition_failed
+        return op.kind == "read" or op.condition_failed or (
+            op.kind == "txn" and op.txn.read_only)  # type: ignore[union-attr]
 
     chunk = max(1, sum(map(observation, best[0])) // 2)
     while time.monotonic() < deadline:
@@ -942,6 +980,42 @@ def _explain(key: str, original: int, ops: Sequence[Op], specs: list[_Spec], out
 # --- entry point -----------------------------------------------------------------------
 
 
+def groups(ops: Sequence[Op]) -> list[tuple[tuple[str, ...], list[Op]]]:
+    """The history split into independent groups: the connected components of the graph
+    whose nodes are keys and whose edges join the keys one operation touches (only
+    operations that constrain anything tie keys). Each group is its keys (sorted) and its
+    operations; groups are sorted by their first key."""
+    from tests.faults.multikey import informative
+
+    parent: dict[str, str] = {}
+
+    def find(k: str) -> str:
+        root = k
+        while parent.setdefault(root, root) != root:
+            root = parent[root]
+        while parent[k] != root:
+            parent[k], k = root, parent[k]
+        return root
+
+    for op in ops:
+        keys = op.keys()
+        first = find(keys[0])
+        if len(keys) > 1 and informative(op):
+            for k in keys[1:]:
+                other = find(k)
+                if other != first:
+                    parent[other] = first
+    members: dict[str, list[str]] = defaultdict(list)
+    for k in list(parent):
+        members[find(k)].append(k)
+    by_root: dict[str, list[Op]] = defaultdict(list)
+    for op in ops:
+        by_root[find(op.keys()[0])].append(op)
+    out = [(tuple(sorted(members[root])), by_root[root]) for root in members if by_root[root]]
+    out.sort()
+    return out
+
+
 def check(history: Iterable[Op], timeout: float | None = None, *,
           shrink_timeout: float = 5.0) -> CheckResult:
     """Decide whether ``history`` is linearizable for LeifDB's key-value model.
@@ -961,30 +1035,41 @@ def check(history: Iterable[Op], timeout: float | None = None, *,
         result.ok = False
         result.counterexample = problem
 
-    by_key: dict[str, list[Op]] = defaultdict(list)
+    from tests.faults import multikey
+
     owner: dict[int, str] = {}
     seen_on: dict[int, set[str]] = defaultdict(set)
     for op in ops:
-        by_key[op.key].append(op)
-        if op.revision is not None:
-            owner.setdefault(op.revision, op.key)
-        if op.seen is not None and op.seen.revision is not None:
-            seen_on[op.seen.revision].add(op.key)
+        rev = multikey.own_revision(op)
+        if rev is not None:
+            owner.setdefault(rev, op.keys()[0])
+        for k, seen in multikey.observations(op):
+            if seen.revision is not None:
+                seen_on[seen.revision].add(k)
 
     explained = False
-    for key in sorted(by_key):
-        key_ops = by_key[key]
+    for keys, group_ops in groups(ops):
+        label = "+".join(keys)
         t0 = time.monotonic()
         if deadline is not None and t0 >= deadline:
-            result.keys[key] = KeyResult(key, None, 0, 0, 0, 0.0)
+            result.keys[label] = KeyResult(label, None, 0, 0, 0, 0.0)
             if result.ok is True:
                 result.ok = None
             continue
-        elsewhere = _Elsewhere(key, owner, seen_on)
-        specs, outcome, revs = _check_ops(key_ops, elsewhere, deadline)
-        kr = KeyResult(key, outcome.ok, len(specs), len(key_ops) - len(specs), outcome.states,
+        single = len(keys) == 1 and not any(
+            op.kind == "txn" and multikey.informative(op) for op in group_ops)
+        if single:
+            elsewhere = _Elsewhere(keys[0], owner, seen_on)
+
+            def check_ops(candidate: list[Op], elsewhere: _Elsewhere = elsewhere) -> tuple:
+                return _check_ops(candidate, elsewhere, deadline)
+        else:
+            def check_ops(candidate: list[Op], keys: tuple[str, ...] = keys) -> tuple:
+                return multikey.check_group(candidate, keys, owner, seen_on, deadline)
+        specs, outcome, revs = check_ops(group_ops)
+        kr = KeyResult(label, outcome.ok, len(specs), len(group_ops) - len(specs), outcome.states,
                        time.monotonic() - t0)
-        result.keys[key] = kr
+        result.keys[label] = kr
         if outcome.ok is None:
             if result.ok is True:
                 result.ok = None
@@ -996,9 +1081,13 @@ def check(history: Iterable[Op], timeout: float | None = None, *,
                 if deadline is not None:
                     budget = min(budget, deadline)
                 small, small_specs, small_outcome, small_revs = _shrink(
-                    (key_ops, specs, outcome, revs), elsewhere, budget)
-                kr.counterexample = _explain(key, len(key_ops), small, small_specs,
-                                             small_outcome, small_revs)
+                    (group_ops, specs, outcome, revs), check_ops, budget)
+                if single:
+                    kr.counterexample = _explain(keys[0], len(group_ops), small, small_specs,
+                                                 small_outcome, small_revs)
+                else:
+                    kr.counterexample = multikey.explain(keys, len(group_ops), small, small_specs,
+                                                         small_outcome, small_revs)
                 if result.counterexample is None:
                     result.counterexample = kr.counterexample
                 else:

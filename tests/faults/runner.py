@@ -2,16 +2,24 @@
 and the linearizability checker on what the clients saw.
 
 One run: start an N-node cluster on 127.0.0.1 whose Raft links go through ``ProxyNet``;
-start the clients; inject faults one at a time for ``duration`` seconds (in ``cover`` mode
+start the clients (``txn_share`` of their operations are transactions within the key pairs
+k0+k1, k2+k3, ...) and the watchers (``tests.faults.watch``: SSE streams that resume on
+random nodes); inject faults one at a time for ``duration`` seconds (in ``cover`` mode
 every fault kind comes once, in random order, before random picks); heal everything;
 require the cluster to accept a write again within ``recovery_timeout``; stop the clients;
 read every key (recorded too); check that no acknowledged, not overwritten write is lost;
-check the whole history for linearizability. On any failure the history, the seed, the
-nemesis' timeline and every node's log are kept in ``fault-runs/<timestamp>-<seed>/``.
+let the watchers catch up, stop them, and take the reference watch history (every node's
+kept history now, merged with the ones a ``Historian`` took during the run); check that
+every acknowledged write and final read is in it, and every watcher's stream against it by
+the six properties (ordered, unique, atomic, reliable, resumable, bookmarkable); check the
+whole history for linearizability. The run fails on any violation. On any failure the
+history, the watchers' streams, the reference, the seed, the nemesis' timeline and every
+node's log are kept in ``fault-runs/<timestamp>-<seed>/``.
 
 Command line (``make chaos``)::
 
     python -m tests.faults.runner [--duration 10m] [--nodes 5] [--seed N] [--clients 5]
+                                  [--txn-share 0.2] [--watchers 3]
 
 exits 0 when the run passed, 1 when it failed (the last line says why), 2 on bad usage.
 """
@@ -19,6 +27,7 @@ exits 0 when the run passed, 1 when it failed (the last line says why), 2 on bad
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import re
 import shutil
@@ -37,6 +46,16 @@ from tests.faults.cluster import ProxiedCluster
 from tests.faults.history import Op, save_history
 from tests.faults.linearizability import CheckResult, check
 from tests.faults.nemesis import FAULT_KINDS, Fault, Nemesis
+from tests.faults.watch import (
+    Historian,
+    Reference,
+    WatchResult,
+    Watcher,
+    check_watch,
+    cross_check,
+    fetch_reference,
+    summarize,
+)
 
 __all__ = ["RunConfig", "RunResult", "lost_writes", "main", "parse_duration", "run"]
 
@@ -65,6 +84,16 @@ class RunConfig:
     check_timeout: float = 600.0
     out_dir: Path = DEFAULT_OUT
     keep: bool = False
+    # Transactions: this share of the clients' operations, on the key pairs (k0, k1),
+    # (k2, k3), ... (the checker's groups); 0 for none.
+    txn_share: float = 0.2
+    # Watchers: how many, each on one of WATCHES in turn (key, prefix).
+    watchers: int = 3
+    catch_up_timeout: float = 20.0
+
+
+# What watcher i watches: everything, one key of a transaction pair, a prefix of one key.
+WATCHES: tuple[tuple[str, bool], ...] = (("", True), ("k1", False), ("k2", True), ("k", True))
 
 
 @dataclass
@@ -80,10 +109,22 @@ class RunResult:
     recovery: float | None = None
     checker_seconds: float = 0.0
     folder: Path | None = None
+    txns: int = 0
+    watches: list[WatchResult] = field(default_factory=list)
+    reference: Reference | None = None
+    writes_cross_checked: int = 0
+
+    @property
+    def watch_ok(self) -> bool:
+        return all(w.ok for w in self.watches)
+
+    @property
+    def events_checked(self) -> int:
+        return sum(w.checked for w in self.watches)
 
     @property
     def passed(self) -> bool:
-        return self.verdict is True and not self.problems
+        return self.verdict is True and not self.problems and self.watch_ok
 
     def final_line(self) -> str:
         verdict = {True: "linearizable", False: "NOT linearizable",
@@ -91,8 +132,14 @@ class RunResult:
         status = "PASS" if self.passed else "FAIL"
         extra = f"; {len(self.problems)} other problem(s)" if self.problems else ""
         kept = f"; evidence in {self.folder}" if self.folder else ""
-        return (f"{status}: {verdict} ({self.ops} ops, checker {self.checker_seconds:.1f} s, "
-                f"seed {self.seed}){extra}{kept}")
+        watch = ""
+        if self.watches:
+            bad = sum(not w.ok for w in self.watches)
+            watch = (f", {len(self.watches)} watchers: {self.events_checked} events checked, "
+                     + ("properties hold" if not bad else
+                        f"{bad} violate {summarize(self.watches)}"))
+        return (f"{status}: {verdict} ({self.ops} ops incl. {self.txns} txns, checker "
+                f"{self.checker_seconds:.1f} s{watch}, seed {self.seed}){extra}{kept}")
 
 
 def parse_duration(text: str) -> float:
@@ -117,8 +164,8 @@ def lost_writes(ops: Sequence[Op], final_reads: dict[str, Op]) -> list[str]:
     problems = []
     for key, final in sorted(final_reads.items()):
         assert final.seen is not None
-        writes = [op for op in ops if op.key == key and op.kind != "read"
-                  and op.outcome == "ok" and op.revision is not None]
+        writes = [op for op in ops if op.outcome == "ok" and op.revision is not None
+                  and _writes_key(op, key) is not None]
         if not writes:
             continue
         top = max(writes, key=lambda op: op.revision or 0)
@@ -129,8 +176,8 @@ def lost_writes(ops: Sequence[Op], final_reads: dict[str, Op]) -> list[str]:
                 problems.append(
                     f"lost write on {key!r}: the final read saw revision {r} but an "
                     f"acknowledged write has a higher one: {later[0].describe()}")
-        elif top.kind == "put":
-            deletes = [op for op in ops if op.key == key and op.kind == "delete"
+        elif _writes_key(top, key) == "put":
+            deletes = [op for op in ops if _may_delete(op, key)
                        and op.outcome in ("ok", "unknown")
                        and (op.revision is None or op.revision > (top.revision or 0))
                        and (op.complete is None or op.complete > top.invoke)]
@@ -139,6 +186,27 @@ def lost_writes(ops: Sequence[Op], final_reads: dict[str, Op]) -> list[str]:
                     f"lost write on {key!r}: the key is absent at the end, but the last "
                     f"acknowledged write put it and no delete followed: {top.describe()}")
     return problems
+
+
+def _writes_key(op: Op, key: str) -> str | None:
+    """"put" or "delete" when the acknowledged ``op`` wrote ``key``, else None."""
+    if op.kind == "txn":
+        if op.outcome != "ok" or op.txn is None or op.succeeded is None:
+            return None
+        for t in op.txn.branch(op.succeeded):
+            if t.key == key and t.op != "get":
+                return t.op
+        return None
+    if op.key != key or op.kind == "read" or op.condition_failed:
+        return None
+    return op.kind
+
+
+def _may_delete(op: Op, key: str) -> bool:
+    if op.kind == "txn":
+        assert op.txn is not None
+        return any(t.key == key and t.op == "delete" for t in op.txn.success + op.txn.failure)
+    return op.key == key and op.kind == "delete"
 
 
 class _Run:
@@ -155,6 +223,7 @@ class _Run:
         self.recorder = Recorder()
         self.keys = [f"k{i}" for i in range(config.keys)]
         self.node_errors: list[str] = []
+        self.watchers: list[Watcher] = []
         self.node_events: Counter[str] = Counter()
 
     def clock(self) -> float:
@@ -179,22 +248,45 @@ class _Run:
         logs = {node.name: node.log_path for node in cluster.nodes}
         nemesis = Nemesis(cluster, random.Random(self.rng.randrange(1 << 30)), log=self.log)
         stop = threading.Event()
+        stop_watching = threading.Event()
         clients: list[Client] = []
+        watchers: list[Watcher] = []
         final_reads: dict[str, Op] = {}
         recovery: float | None = None
+        reference: Reference | None = None
+        historian: Historian | None = None
         try:
             cluster.start_all()
             leader = cluster.wait_for_leader(30)
+            pairs = [(self.keys[i], self.keys[i + 1]) for i in range(0, len(self.keys) - 1, 2)]
+            txn_share = cfg.txn_share if pairs else 0.0
             self.log(f"{cfg.nodes} nodes up, leader {cluster.names[leader]}; "
-                     f"{cfg.clients} clients on keys {', '.join(self.keys)}")
-            client_config = ClientConfig(keys=self.keys, timeout=cfg.client_timeout)
+                     f"{cfg.clients} clients on keys {', '.join(self.keys)}"
+                     + (f", {txn_share:.0%} transactions on pairs "
+                        + ", ".join("+".join(p) for p in pairs) if txn_share else "")
+                     + f"; {cfg.watchers} watchers")
+            client_config = ClientConfig(keys=self.keys, timeout=cfg.client_timeout,
+                                         txn_pairs=pairs, txn_share=txn_share)
             clients = [
                 Client(i, cluster.http_addresses, self.recorder, stop, client_config,
                        seed=self.rng.randrange(1 << 30), clock=self.clock)
                 for i in range(cfg.clients)
             ]
+            watchers = [
+                Watcher(i, *WATCHES[i % len(WATCHES)], cluster.http_addresses, stop_watching,
+                        seed=self.rng.randrange(1 << 30), clock=self.clock)
+                for i in range(cfg.watchers)
+            ]
+            self.watchers = watchers
             for client in clients:
                 client.start()
+            for watcher in watchers:
+                watcher.start()
+            if watchers:
+                historian = Historian(
+                    lambda: {cluster.names[i]: cluster.http_address(i) for i in range(len(cluster.nodes))},
+                    stop_watching, seed=self.rng.randrange(1 << 30))
+                historian.start()
             self._faults(nemesis)
             nemesis.heal_everything()
             healed = time.monotonic()
@@ -209,23 +301,51 @@ class _Run:
                     self.problems.append(f"client {client.client_id} failed: {client.error!r}")
             self.problems.extend(nemesis.unexpected_exits())
             final_reads = self._final_reads(cluster)
+            if watchers:
+                self._catch_up(watchers)
+                stop_watching.set()
+                self._stop_watchers(watchers)
+                earlier: list = []
+                if historian is not None:
+                    historian.join(timeout=10)
+                    earlier = historian.histories
+                    if historian.error is not None:
+                        self.problems.append(f"historian failed: {historian.error!r}")
+                reference = fetch_reference(
+                    {cluster.names[i]: cluster.http_address(i) for i in range(len(cluster.nodes))},
+                    earlier=earlier)
+                self.log(f"watch reference: {reference.describe()}")
         except Exception as e:  # the run itself broke: keep the evidence
             self.problems.append(f"run aborted: {e!r}")
             self.log(f"run aborted: {e!r}")
         finally:
             stop.set()
+            stop_watching.set()
+            self._stop_watchers(watchers)
             cluster.close()
         self.problems.extend(f"unexpected answer: {u}" for u in self.recorder.unexpected[:20])
         self.node_errors, self.node_events = _scan_logs(logs)
         ops = self.recorder.snapshot()
         self.problems.extend(lost_writes(ops, final_reads))
+        watch_results: list[WatchResult] = []
+        cross_checked = 0
+        if reference is not None:
+            self.problems.extend(reference.problems[:20])
+            crossed, cross_checked = cross_check(reference, ops, final_reads)
+            self.problems.extend(crossed[:20])
+            for w in watchers:
+                watch_results.append(check_watch(w.log, reference,
+                                                 f"watcher {w.watcher_id} ({w.log.describe()})"))
+        elif watchers:
+            self.problems.append("no watch reference was taken")
         self.log(f"checking {len(ops)} operations")
         result = check(ops, timeout=cfg.check_timeout)
         run = RunResult(
             seed=cfg.seed, verdict=result.ok, check=result, ops=len(ops),
             outcomes=Counter(self.recorder.outcomes), kinds=Counter(self.recorder.kinds),
             faults=Counter(nemesis.counts), problems=self.problems, recovery=recovery,
-            checker_seconds=result.elapsed,
+            checker_seconds=result.elapsed, txns=sum(1 for op in ops if op.kind == "txn"),
+            watches=watch_results, reference=reference, writes_cross_checked=cross_checked,
         )
         self._report(run, nemesis, ops)
         if not run.passed or cfg.keep:
@@ -233,6 +353,44 @@ class _Run:
         shutil.rmtree(work, ignore_errors=True)
         self.out(run.final_line())
         return run
+
+    def _save_watches(self, folder: Path, run: RunResult) -> None:
+        """watchers.jsonl: one line per watcher (what it watched and everything it got);
+        reference.json: the merged watch history of the nodes."""
+        with open(folder / "watchers.jsonl", "w", encoding="utf-8") as f:
+            for w in self.watchers:
+                f.write(json.dumps({"watcher": w.watcher_id, "key": w.log.key,
+                                    "prefix": w.log.prefix, "entries": w.log.entries}) + "\n")
+        ref = run.reference
+        if ref is not None:
+            (folder / "reference.json").write_text(json.dumps({
+                "spans": ref.spans, "sources": ref.sources,
+                "changes": {str(r): c for r, c in sorted(ref.changes.items())},
+            }) + "\n")
+
+    def _catch_up(self, watchers: list[Watcher]) -> None:
+        """Give the watchers time to receive everything up to the last revision the
+        clients learned of (the final reads')."""
+        ops = self.recorder.snapshot()
+        final = max([op.revision or 0 for op in ops]
+                    + [op.seen.revision or 0 for op in ops if op.seen is not None] + [0])
+        deadline = time.monotonic() + self.config.catch_up_timeout
+        while time.monotonic() < deadline and any(w.confirmed < final for w in watchers):
+            time.sleep(0.1)
+        late = [f"watcher {w.watcher_id} at {w.confirmed}" for w in watchers if w.confirmed < final]
+        if late:
+            self.log(f"watchers not caught up to revision {final}: {', '.join(late)}")
+
+    def _stop_watchers(self, watchers: list[Watcher]) -> None:
+        for w in watchers:
+            w.interrupt()
+        for w in watchers:
+            w.join(timeout=15)
+            if w.is_alive():
+                self.problems.append(f"watcher {w.watcher_id} did not stop")
+            if w.error is not None:
+                self.problems.append(f"watcher {w.watcher_id} failed: {w.error!r}")
+                w.error = None
 
     def _faults(self, nemesis: Nemesis) -> None:
         cfg = self.config
@@ -316,7 +474,7 @@ class _Run:
         o = run.outcomes
         self.out(f"operations: {run.ops} (ok {o['ok']}, failed {o['fail']}, "
                  f"unknown {o['unknown']})")
-        for kind in ("read", "put", "delete"):
+        for kind in ("read", "put", "delete", "txn"):
             k = run.kinds
             self.out(f"  {kind:6}: ok {k[(kind, 'ok')]}, failed {k[(kind, 'fail')]}, "
                      f"unknown {k[(kind, 'unknown')]}")
@@ -339,6 +497,12 @@ class _Run:
         if run.recovery is not None:
             self.out(f"writes accepted again {run.recovery:.2f} s after the final heal "
                      f"(bound {self.config.recovery_timeout:.0f} s)")
+        if run.reference is not None:
+            ref = run.reference
+            self.out(f"watch reference: {ref.describe()}; {run.writes_cross_checked} "
+                     f"acknowledged writes found in it")
+        for w in run.watches:
+            self.out(w.summary())
         for problem in run.problems:
             self.out(f"PROBLEM: {problem}")
         if run.check is not None and run.verdict is not True:
@@ -358,17 +522,21 @@ class _Run:
         folder = self.config.out_dir / f"{stamp}-{self.config.seed}"
         folder.mkdir(parents=True, exist_ok=True)
         save_history(ops, str(folder / "history.jsonl"))
+        if run.watches or run.reference is not None:
+            self._save_watches(folder, run)
         (folder / "seed").write_text(f"{self.config.seed}\n")
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self.config).items()}
         lines = [
             f"replay: python -m tests.faults.runner --seed {self.config.seed} "
-            f"--nodes {self.config.nodes} --duration {self.config.duration:g}s",
+            f"--nodes {self.config.nodes} --duration {self.config.duration:g}s "
+            f"--txn-share {self.config.txn_share:g} --watchers {self.config.watchers}",
             f"config: {config}",
             "",
             *self.timeline,
             "",
             *[f"PROBLEM: {p}" for p in run.problems],
         ]
+        lines += ["", *[w.summary() for w in run.watches]]
         if run.check is not None:
             lines += ["", run.check.summary()]
         (folder / "run.txt").write_text("\n".join(lines) + "\n")
@@ -444,6 +612,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recovery-timeout", type=float, default=30.0,
                         help="seconds within which writes must succeed again after each heal")
     parser.add_argument("--check-timeout", type=float, default=900.0, help="seconds")
+    parser.add_argument("--txn-share", type=float, default=0.2,
+                        help="share of operations that are transactions (default 0.2)")
+    parser.add_argument("--watchers", type=int, default=3, help="watcher clients (default 3)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where failed runs are kept")
     parser.add_argument("--keep", action="store_true",
                         help="keep the evidence even if the run passes")
@@ -459,7 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=seed, nodes=args.nodes, duration=duration, clients=args.clients, keys=args.keys,
         election_timeout_ms=args.election_timeout, heartbeat_interval_ms=args.heartbeat_interval,
         snapshot_entries=args.snapshot_entries, check_timeout=args.check_timeout,
-        recovery_timeout=args.recovery_timeout, cover=True, out_dir=args.out, keep=args.keep, fault_hold=args.hold, quiet=args.quiet,
+        recovery_timeout=args.recovery_timeout, cover=True, out_dir=args.out, keep=args.keep,
+        fault_hold=args.hold, quiet=args.quiet, txn_share=args.txn_share, watchers=args.watchers,
     )
     result = run(config, out=lambda line: print(line, flush=True))
     return 0 if result.passed else 1

@@ -1,5 +1,7 @@
-"""The short fault test (about a minute): a real 3-node cluster, 5 clients, every fault kind
-at least once, fixed seed. ``make chaos`` runs the long version (``tests.faults.runner``).
+"""The short fault test (about a minute): a real 3-node cluster, 5 clients (a fifth of their
+operations are transactions on the key pairs k0+k1 and k2+k3), 3 watchers whose streams are
+checked against the nodes' watch history, every fault kind at least once, fixed seed.
+``make chaos`` runs the long version (``tests.faults.runner``, same mix by default).
 
 On failure the history, the seed, the nemesis' timeline and the node logs are kept in
 ``fault-runs/<timestamp>-<seed>/`` (the assertion message names the folder).
@@ -25,12 +27,16 @@ def test_short_fault_run_is_linearizable_and_recovers() -> None:
         print(line, flush=True)
 
     config = RunConfig(seed=SEED, nodes=3, duration=30.0, clients=5, keys=5,
-                       fault_hold=(1.0, 3.0), quiet=(1.0, 2.0), check_timeout=120.0)
+                       fault_hold=(1.0, 3.0), quiet=(1.0, 2.0), check_timeout=120.0,
+                       txn_share=0.2, watchers=3)
     result = run(config, out=out)
     report = "\n".join(lines)
     assert result.passed, report
+    assert result.watch_ok, report  # every watcher has the six properties
     assert all(result.faults[kind] >= 1 for kind in FAULT_KINDS), result.faults
     assert result.recovery is not None and result.recovery <= config.recovery_timeout
-    for kind in ("read", "put", "delete"):
+    for kind in ("read", "put", "delete", "txn"):
         assert result.kinds[(kind, "ok")] > 0, report
     assert result.outcomes["fail"] > 0, report  # the faults did bite
+    assert len(result.watches) == 3 and result.events_checked > 0, report
+    assert sum(w.resumes for w in result.watches) > 0, report  # streams were resumed

@@ -996,3 +996,577 @@ def test_three_thousand_operations_on_one_busy_key_check_quickly() -> None:
     stale = stale_read(history, rng)
     assert stale is not None
     assert check(stale, timeout=60).ok is False
+
+
+# --- transactions ------------------------------------------------------------------------
+
+from tests.faults.history import Compare, Txn, TxnOp  # noqa: E402
+
+
+def txn(client: int, t0: float, t1: float | None, compare: list[tuple], success: list[tuple],
+        failure: list[tuple], succeeded: bool | None = None, results: tuple | None = None,
+        rev: int | None = None, outcome: str = "ok") -> Op:
+    t = Txn(tuple(Compare(*c) for c in compare), tuple(TxnOp(*o) for o in success),
+            tuple(TxnOp(*o) for o in failure))
+    return Op(client, ",".join(t.keys()), "txn", t0, t1, outcome=outcome,  # type: ignore[arg-type]
+              txn=t, succeeded=succeeded, results=results, revision=rev)
+
+
+def create_both(client: int, t0: float, t1: float | None, a: str, b: str, succeeded: bool | None,
+                results: tuple | None = None, rev: int | None = None, outcome: str = "ok") -> Op:
+    """Create x=a and y=b if both are absent, else read both."""
+    if succeeded and results is None:
+        results = (None, None)
+    return txn(client, t0, t1, [("x", "exists", "equal", False), ("y", "exists", "equal", False)],
+               [("put", "x", a), ("put", "y", b)], [("get", "x"), ("get", "y")],
+               succeeded, results, rev, outcome)
+
+
+def read_both(client: int, t0: float, t1: float, x: Seen, y: Seen) -> Op:
+    return txn(client, t0, t1, [], [("get", "x"), ("get", "y")], [], True, (x, y))
+
+
+def test_transactions_tie_their_keys_into_groups() -> None:
+    from tests.faults.linearizability import groups
+    history = [
+        create_both(0, 0, 1, "a", "b", True, rev=1),
+        rd(1, 0, 1, None, key="z"),
+        put(2, 0, 1, "w", key="w"),
+        txn(3, 0, 1, [("w", "exists", "equal", True)], [("get", "v")], [], outcome="unknown"),
+    ]
+    found = {keys: len(ops) for keys, ops in groups(history)}
+    # The unknown read-only transaction constrains nothing, so it ties nothing.
+    assert found == {("x", "y"): 1, ("z",): 1, ("w",): 1, ("v",): 1}
+    result = check(history)
+    assert result.ok is True, result.summary()
+    assert "x+y" in result.keys
+
+
+def test_valid_transaction_histories() -> None:
+    assert_valid([
+        create_both(0, 0, 1, "a", "b", True, rev=1),
+        create_both(1, 0.5, 2, "c", "d", False, (Seen("a", 1), Seen("b", 1)), rev=2),
+        read_both(2, 3, 4, Seen("a", 1), Seen("b", 1)),
+        txn(0, 5, 6, [("x", "value", "equal", "a"), ("y", "revision", "equal", 1)],
+            [("put", "x", "a2"), ("delete", "y"), ("get", "y")], [("get", "x")],
+            True, (None, True, Seen(None)), rev=7),
+        rd(1, 7, 8, "a2", 7, key="x"),
+        rd(1, 7, 8, None, key="y"),
+    ])
+    # Concurrent: the read-only transaction may come before or after the creation.
+    assert_valid([
+        create_both(0, 0, 10, "a", "b", True, rev=3),
+        read_both(1, 1, 2, Seen(None), Seen(None)),
+        read_both(2, 1, 9, Seen("a", 3), Seen("b", 3)),
+    ])
+    # An unknown transaction may apply late, or never.
+    assert_valid([
+        create_both(0, 0, 1, "a", "b", None, outcome="unknown"),
+        read_both(1, 2, 3, Seen(None), Seen(None)),
+        read_both(1, 4, 5, Seen("a"), Seen("b")),
+    ])
+    assert_valid([
+        create_both(0, 0, 1, "a", "b", None, outcome="unknown"),
+        read_both(1, 2, 3, Seen(None), Seen(None)),
+    ])
+
+
+def test_a_transaction_applied_partially_is_a_violation() -> None:
+    text = assert_invalid([
+        create_both(0, 0, 1, "a", "b", True, rev=1),
+        rd(1, 2, 3, "a", 1, key="x"),
+        rd(1, 2, 3, None, key="y"),
+    ])
+    assert "tied together by transactions" in text
+    # Also when the transaction's outcome is unknown: it applies whole or not at all.
+    assert_invalid([
+        create_both(0, 0, 1, "a", "b", None, outcome="unknown"),
+        rd(1, 2, 3, "a", key="x"),
+        rd(1, 4, 5, None, key="y"),
+    ])
+    # And as seen by a read-only transaction.
+    assert_invalid([
+        create_both(0, 0, 1, "a", "b", None, outcome="unknown"),
+        read_both(1, 2, 3, Seen("a"), Seen(None)),
+    ])
+
+
+def test_a_succeeded_flag_that_contradicts_the_state_is_a_violation() -> None:
+    # y exists (put before), yet "create both if absent" says it succeeded.
+    assert_invalid([
+        put(0, 0, 1, "old", 1, key="y"),
+        create_both(1, 2, 3, "a", "b", True, rev=2),
+    ])
+    # Both absent, yet it says the compare failed.
+    assert_invalid([
+        create_both(1, 2, 3, "a", "b", False, (Seen(None), Seen(None)), rev=2),
+    ])
+    # A CAS across two keys whose expected values were there, yet "failed".
+    assert_invalid([
+        create_both(0, 0, 1, "a", "b", True, rev=1),
+        txn(1, 2, 3, [("x", "value", "equal", "a"), ("y", "value", "equal", "b")],
+            [("put", "x", "a2"), ("put", "y", "b2")], [], False, (), rev=4),
+    ])
+
+
+def test_a_stale_read_inside_a_read_only_transaction_is_a_violation() -> None:
+    assert_invalid([
+        create_both(0, 0, 1, "a", "b", True, rev=1),
+        txn(1, 2, 3, [("x", "value", "equal", "a")], [("put", "x", "a2"), ("put", "y", "b2")],
+            [], True, (None, None), rev=2),
+        read_both(2, 4, 5, Seen("a2", 2), Seen("b", 1)),
+    ])
+    assert_invalid([
+        create_both(0, 0, 1, "a", "b", True, rev=1),
+        put(1, 2, 3, "b2", 2, key="y"),
+        read_both(2, 4, 5, Seen("a", 1), Seen("b", 1)),
+    ])
+
+
+def test_a_lost_transaction_write_is_a_violation() -> None:
+    assert_invalid([
+        create_both(0, 0, 1, "a", "b", True, rev=1),
+        read_both(1, 2, 3, Seen(None), Seen(None)),
+    ])
+    assert_invalid([
+        create_both(0, 0, 1, "a", "b", True, rev=1),
+        txn(1, 2, 3, [], [("put", "x", "a2"), ("delete", "y")], [], True, (None, True), rev=2),
+        read_both(2, 4, 5, Seen("a", 1), Seen(None)),
+    ])
+
+
+def test_transaction_results_are_checked() -> None:
+    # A delete's deleted flag says whether the key existed.
+    assert_invalid([
+        txn(0, 0, 1, [], [("delete", "x"), ("put", "y", "b")], [], True, (True, None), rev=1),
+    ])
+    # A get after a put in the same branch sees that put, at the transaction's revision.
+    assert_valid([
+        txn(0, 0, 1, [], [("put", "x", "a"), ("get", "x"), ("put", "y", "b")], [], True,
+            (None, Seen("a", 5), None), rev=5),
+    ])
+    assert_invalid([
+        txn(0, 0, 1, [], [("put", "x", "a"), ("get", "x"), ("put", "y", "b")], [], True,
+            (None, Seen("a", 4), None), rev=5),
+    ])
+    # Every key one transaction wrote has its revision.
+    assert_invalid([
+        create_both(0, 0, 1, "a", "b", None, outcome="unknown"),
+        read_both(1, 2, 3, Seen("a", 4), Seen("b", 6)),
+    ])
+    assert_valid([
+        create_both(0, 0, 1, "a", "b", None, outcome="unknown"),
+        read_both(1, 2, 3, Seen("a", 4), Seen("b", 4)),
+    ])
+
+
+def test_unknown_revisions_of_two_writes_keep_their_order() -> None:
+    # x's write went first (y's began after it completed), so its revision is the lower.
+    base = [
+        create_both(9, 0, 0.5, "x0", "y0", True, rev=1),
+        put(0, 1, 2, "a", key="x"),
+        put(1, 3, 4, "b", key="y"),
+    ]
+    assert_valid(base + [read_both(2, 5, 6, Seen("a", 5), Seen("b", 7))])
+    assert_invalid(base + [read_both(2, 5, 6, Seen("a", 7), Seen("b", 5))])
+
+
+def generate_txns(rng: random.Random, n_ops: int, clients: int, *, p_unknown: float = 0.1,
+                  p_unavailable: float = 0.04, p_report: float = 0.7,
+                  keys: tuple[str, ...] = ("x", "y"), like_clients: bool = False) -> list[Op]:
+    """Like ``generate``, on ``keys`` (all tied together) with transactions among the
+    operations: a history of a real sequential store, so linearizable by construction.
+    ``like_clients``: only the transaction shapes the fault test's clients send (CAS of
+    two keys, create both, delete both, revision CAS, read both), instead of also random
+    ones."""
+    free_at = [0.0] * clients
+    plans = []
+    for _ in range(n_ops):
+        c = rng.randrange(clients)
+        invoke = free_at[c] + rng.expovariate(2.0)
+        complete = invoke + rng.expovariate(0.5)
+        free_at[c] = complete
+        roll = rng.random()
+        if roll < p_unknown:
+            plans.append((invoke + rng.expovariate(0.2), c, invoke, rng.choice([complete, None]),
+                          "unknown", rng.random() < 0.5))
+        elif roll < p_unknown + p_unavailable:
+            plans.append((rng.uniform(invoke, complete), c, invoke, complete, "fail", False))
+        else:
+            plans.append((rng.uniform(invoke, complete), c, invoke, complete, "ok", True))
+    plans.sort()
+    store: dict[str, tuple[str, int]] = {}
+    log_index = 0
+    history: list[Op] = []
+    written: dict[str, list[str]] = {k: [] for k in keys}
+    reported: list[int] = []
+
+    def current_value(k: str) -> str:
+        if k in store and rng.random() < 0.7:
+            return store[k][0]
+        return rng.choice(written[k] or ["none"])
+
+    for n, (_, c, invoke, end, outcome, applies) in enumerate(plans):
+        roll = rng.random()
+        if roll < 0.45:  # single-key operations, as in generate()
+            key = rng.choice(keys)
+            cur = store.get(key)
+            if roll < 0.2:
+                if outcome == "ok":
+                    rev = cur[1] if cur and rng.random() < p_report else None
+                    history.append(Op(c, key, "read", invoke, end,
+                                      seen=Seen(cur[0], rev) if cur else Seen(None)))
+                else:
+                    history.append(Op(c, key, "read", invoke, end, outcome=outcome))  # type: ignore[arg-type]
+                continue
+            kind = "delete" if roll < 0.27 else "put"
+            value = f"v{n}" if kind == "put" else None
+            cond = None
+            if roll > 0.37:
+                cond = rng.choice([Condition(prev_value=current_value(key)), Condition(must_be_absent=True)]
+                                  + ([Condition(prev_revision=rng.choice(reported))] if reported else []))
+            if not applies:
+                history.append(Op(c, key, kind, invoke, end, outcome=outcome,  # type: ignore[arg-type]
+                                  value=value, condition=cond))
+                continue
+            log_index += 1
+            holds = (cond is None or (cond.prev_value is not None and cur is not None and cur[0] == cond.prev_value)
+                     or (cond.must_be_absent and cur is None)
+                     or (cond.prev_revision is not None and cur is not None and cur[1] == cond.prev_revision))
+            report = outcome == "ok" and rng.random() < p_report
+            if holds:
+                if value is None:
+                    store.pop(key, None)
+                else:
+                    store[key] = (value, log_index)
+                    written[key].append(value)
+                if report:
+                    reported.append(log_index)
+                history.append(Op(c, key, kind, invoke, end, outcome=outcome,  # type: ignore[arg-type]
+                                  value=value, condition=cond, revision=log_index if report else None))
+            elif outcome == "unknown":
+                history.append(Op(c, key, kind, invoke, end, outcome="unknown",  # type: ignore[arg-type]
+                                  value=value, condition=cond))
+            else:
+                rev = cur[1] if cur and rng.random() < p_report else None
+                history.append(Op(c, key, kind, invoke, end, outcome="fail",  # type: ignore[arg-type]
+                                  value=value, condition=cond, condition_failed=True,
+                                  seen=Seen(cur[0], rev) if cur else Seen(None)))
+            continue
+        # A transaction on two keys.
+        a, b = rng.sample(keys, 2)
+        shape = rng.random()
+        if shape < 0.25:  # CAS across both keys
+            compare = [Compare(a, "value", "equal", current_value(a)),
+                       Compare(b, "value", "equal", current_value(b))]
+            success = [TxnOp("put", a, f"v{n}a"), TxnOp("put", b, f"v{n}b")]
+            failure = [TxnOp("get", a), TxnOp("get", b)]
+        elif shape < 0.45:  # create both or none
+            compare = [Compare(a, "exists", "equal", False), Compare(b, "exists", "equal", False)]
+            success = [TxnOp("put", a, f"v{n}a"), TxnOp("put", b, f"v{n}b")]
+            failure = [TxnOp("get", a), TxnOp("get", b)] if like_clients or rng.random() < 0.8 else []
+        elif shape < 0.6:  # read-only
+            compare, success, failure = [], [TxnOp("get", a), TxnOp("get", b)], []
+        elif like_clients and shape < 0.75:  # CAS on a revision
+            cur = store.get(a)
+            r = cur[1] if cur and cur[1] in reported else rng.choice(reported or [0])
+            compare = [Compare(a, "revision", "equal", r)]
+            success = [TxnOp("put", a, f"v{n}a"), TxnOp("get", b)]
+            failure = [TxnOp("get", a), TxnOp("get", b)]
+        elif like_clients:  # delete both
+            compare = [Compare(a, "value", "equal", current_value(a)),
+                       Compare(b, "value", "equal", current_value(b))]
+            success = [TxnOp("delete", a), TxnOp("delete", b)]
+            failure = [TxnOp("get", a), TxnOp("get", b)]
+        else:  # anything
+            compare = []
+            for k in rng.sample([a, b], rng.randint(1, 2)):
+                target = rng.choice(["value", "exists", "revision"])
+                if target == "value":
+                    compare.append(Compare(k, "value", rng.choice(["equal", "not_equal"]), current_value(k)))
+                elif target == "exists":
+                    compare.append(Compare(k, "exists", rng.choice(["equal", "not_equal"]), rng.random() < 0.5))
+                else:
+                    r = store[k][1] if k in store and rng.random() < 0.7 else rng.choice(reported or [0])
+                    compare.append(Compare(k, "revision", "equal", r))
+
+            def branch(tag: str) -> list[TxnOp]:
+                ops: list[TxnOp] = []
+                for k in rng.sample([a, b], rng.randint(0, 2)):
+                    what = rng.choice(["put", "delete", "get", "get_put"])
+                    if what == "get_put":
+                        ops += [TxnOp("get", k), TxnOp("put", k, f"v{n}{tag}{k}")]
+                    elif what == "put":
+                        ops.append(TxnOp("put", k, f"v{n}{tag}{k}"))
+                    else:
+                        ops.append(TxnOp(what, k))
+                    if rng.random() < 0.3:
+                        ops.append(TxnOp("get", k))
+                return ops
+
+            success, failure = branch("s"), branch("f")
+        t = Txn(tuple(compare), tuple(success), tuple(failure))
+        label = ",".join(t.keys())
+        if not applies:
+            history.append(Op(c, label, "txn", invoke, end, outcome=outcome, txn=t))  # type: ignore[arg-type]
+            continue
+
+        def holds(cmp: Compare) -> bool:
+            cur = store.get(cmp.key)
+            if cmp.target == "exists":
+                have: object = cur is not None
+            elif cmp.target == "revision":
+                have = cur[1] if cur else 0
+            elif cur is None:
+                return False
+            else:
+                have = cur[0]
+            return (have == cmp.value) == (cmp.op == "equal")
+
+        succeeded = all(holds(cmp) for cmp in compare)
+        if not t.read_only:
+            log_index += 1
+        results: list = []
+        for o in t.branch(succeeded):
+            cur = store.get(o.key)
+            if o.op == "get":
+                rev = cur[1] if cur and rng.random() < p_report else None
+                results.append(Seen(cur[0], rev) if cur else Seen(None))
+            elif o.op == "delete":
+                results.append(cur is not None)
+                store.pop(o.key, None)
+            else:
+                store[o.key] = (o.value, log_index)  # type: ignore[assignment]
+                written[o.key].append(o.value)  # type: ignore[arg-type]
+                results.append(None)
+        if outcome == "unknown":
+            history.append(Op(c, label, "txn", invoke, end, outcome="unknown", txn=t))
+            continue
+        report = not t.read_only and rng.random() < p_report
+        if report:
+            reported.append(log_index)
+        history.append(Op(c, label, "txn", invoke, end, txn=t, succeeded=succeeded,
+                          results=tuple(results), revision=log_index if report else None))
+    rng.shuffle(history)
+    return history
+
+
+def test_generated_transaction_histories_are_linearizable() -> None:
+    rng = random.Random(99)
+    for round_ in range(60):
+        keys = ("x", "y") if round_ % 2 else ("x", "y", "z")
+        history = generate_txns(rng, rng.randint(20, 150), rng.randint(2, 6), keys=keys)
+        result = check(history, timeout=30)
+        assert result.ok is True, result.summary() + "\n" + "\n".join(op.describe() for op in history)
+
+
+def reference_multi(history: list[Op]) -> bool:
+    """Brute-force linearizability of a small history over a few keys, transactions
+    included: every order that respects real time, each unknown write or transaction
+    applied or not (either branch its compares allow). Revisions not reported are free
+    real numbers, as in ``reference``."""
+    from tests.faults.multikey import informative
+    ops = [op for op in history if informative(op)]
+    n = len(ops)
+    end = [op.complete if op.outcome != "unknown" and op.complete is not None else float("inf")
+           for op in ops]
+    must_follow = [[j for j in range(n) if end[j] < ops[i].invoke] for i in range(n)]
+    required = [op.outcome != "unknown" for op in ops]
+
+    def resolve(term: tuple, binds: dict) -> int | None:
+        return term[1] if term[0] == "k" else binds.get(term[1])
+
+    def equal(term: tuple, r: int, binds: dict) -> dict | None:
+        if term[0] == "k":
+            return binds if term[1] == r else None
+        if r <= 0 or binds.get(term[1], r) != r:
+            return None
+        return {**binds, term[1]: r}
+
+    def consistent(seq: list, binds: dict, unequal: list) -> bool:
+        fixed = [v for v in (resolve(t, binds) for t in seq) if v is not None]
+        if any(a >= b for a, b in zip(fixed, fixed[1:])):
+            return False
+        return all(resolve(t, binds) != r for t, r in unequal)
+
+    def observe(state: dict, key: str, seen: Seen, binds: dict) -> dict | None:
+        cur = state.get(key)
+        if (cur[0] if cur else None) != seen.value:
+            return None
+        if seen.revision is None:
+            return binds
+        assert cur is not None
+        return equal(cur[1], seen.revision, binds)
+
+    def compares(state: dict, cmps: tuple, binds: dict, unequal: list) -> list:
+        """(all hold, binds, unequal) for every way the compares can turn out."""
+        out = [(True, binds, unequal)]
+        for c in cmps:
+            cur = state.get(c.key)
+            nxt = []
+            for holds, b, u in out:
+                if c.target == "exists":
+                    nxt.append((holds and ((cur is not None) == c.value) == (c.op == "equal"), b, u))
+                elif c.target == "value":
+                    res = cur is not None and (cur[0] == c.value) == (c.op == "equal")
+                    nxt.append((holds and res, b, u))
+                else:
+                    assert c.op in ("equal", "not_equal")
+                    term = cur[1] if cur else ("k", 0)
+                    same = equal(term, c.value, b)  # type: ignore[arg-type]
+                    if same is not None:
+                        nxt.append((holds and c.op == "equal", same, u))
+                    if resolve(term, b) != c.value:
+                        nxt.append((holds and c.op != "equal", b, u + [(term, c.value)]))
+            out = nxt
+        return out
+
+    def apply(op: Op, i: int, state: dict, seq: list, binds: dict, unequal: list) -> list:
+        if op.seen is not None:
+            binds = observe(state, op.key, op.seen, binds)  # type: ignore[assignment]
+            if binds is None:
+                return []
+        cur = state.get(op.key)
+        if op.kind == "read":
+            return [(state, seq, binds, unequal)]
+        own = ("k", op.revision) if op.revision is not None else ("v", i)
+        if op.kind == "txn":
+            txn = op.txn
+            assert txn is not None
+            if not txn.read_only:
+                seq = seq + [own]
+            out = []
+            for holds, b, u in compares(state, txn.compare, binds, unequal):
+                if op.outcome == "ok" and holds != op.succeeded:
+                    continue
+                st = dict(state)
+                ok = True
+                for n_, t in enumerate(txn.branch(holds)):
+                    res = op.results[n_] if op.outcome == "ok" else None  # type: ignore[index]
+                    if t.op == "get":
+                        if res is not None:
+                            b = observe(st, t.key, res, b)  # type: ignore[arg-type, assignment]
+                            if b is None:
+                                ok = False
+                                break
+                    elif t.op == "delete":
+                        if res is not None and res != (t.key in st):
+                            ok = False
+                            break
+                        st.pop(t.key, None)
+                    else:
+                        st[t.key] = (t.value, own)
+                if ok:
+                    out.append((st, seq, b, u))
+            return out
+        cond = op.condition
+        if op.condition_failed:
+            assert cond is not None
+            if cond.prev_value is not None and cur and cur[0] == cond.prev_value:
+                return []
+            if cond.must_be_absent and cur is None:
+                return []
+            if cond.prev_revision is not None and cur is not None:
+                unequal = unequal + [(cur[1], cond.prev_revision)]
+            if op.revision is not None:
+                seq = seq + [own]
+            return [(state, seq, binds, unequal)]
+        if cond is not None:
+            if cond.prev_value is not None and not (cur and cur[0] == cond.prev_value):
+                return []
+            if cond.must_be_absent and cur is not None:
+                return []
+            if cond.prev_revision is not None:
+                if cur is None:
+                    return []
+                binds = equal(cur[1], cond.prev_revision, binds)  # type: ignore[assignment]
+                if binds is None:
+                    return []
+        st = dict(state)
+        if op.kind == "put":
+            st[op.key] = (op.value, own)
+        else:
+            st.pop(op.key, None)
+        return [(st, seq + [own], binds, unequal)]
+
+    def search(placed: int, state: dict, seq: list, binds: dict, unequal: list) -> bool:
+        if not consistent(seq, binds, unequal):
+            return False
+        if all(placed >> i & 1 or not required[i] for i in range(n)):
+            return True
+        for i in range(n):
+            if placed >> i & 1 or any(not placed >> j & 1 for j in must_follow[i]):
+                continue
+            for nxt in apply(ops[i], i, state, seq, binds, unequal):
+                if search(placed | 1 << i, *nxt):
+                    return True
+        return False
+
+    return search(0, {}, [], {}, [])
+
+
+def mutate_txn(history: list[Op], rng: random.Random) -> list[Op]:
+    """``mutate``, plus changes to transactions' results."""
+    history = mutate(history, rng)
+    values = sorted({v for op in history for _, v in _puts_of(op)}) + [None]
+    for _ in range(rng.randint(0, 2)):
+        i = rng.randrange(len(history))
+        op = history[i]
+        if op.kind != "txn" or op.outcome != "ok" or not op.results:
+            continue
+        results = list(op.results)
+        m = rng.randrange(len(results))
+        res = results[m]
+        try:
+            if isinstance(res, bool):
+                results[m] = not res
+            elif isinstance(res, Seen):
+                value = rng.choice(values)
+                rev = rng.choice([None, rng.randint(1, 8)]) if value is not None else None
+                results[m] = Seen(value, rev)
+            else:
+                history[i] = replace(op, succeeded=not op.succeeded,
+                                     results=tuple(None if t.op == "put" else (Seen(None) if t.op == "get" else False)
+                                                   for t in op.txn.branch(not op.succeeded)))  # type: ignore[union-attr]
+                continue
+            history[i] = replace(op, results=tuple(results))
+        except HistoryError:
+            pass
+    return history
+
+
+def _puts_of(op: Op) -> list[tuple[str, str]]:
+    from tests.faults.multikey import _puts
+    return _puts(op) if op.outcome != "fail" or op.kind != "txn" else []
+
+
+def test_checker_agrees_with_a_brute_force_reference_on_transactions() -> None:
+    rng = random.Random(4242)
+    verdicts = {True: 0, False: 0}
+    for _ in range(1500):
+        base = generate_txns(rng, rng.randint(3, 7), rng.randint(2, 3), p_unknown=0.25, p_report=0.5)
+        history = mutate_txn(base, rng)
+        expected = reference_multi(history)
+        got = check(history, timeout=10, shrink_timeout=0).ok
+        lenient = any(op.condition_failed and op.condition and op.condition.prev_revision
+                      for op in history) or any(
+            op.txn is not None and any(c.target == "revision" for c in op.txn.compare)
+            for op in history)
+        if expected or not lenient:
+            assert got is expected, "\n".join(op.describe() for op in history)
+        else:
+            assert got is not None
+        verdicts[expected] += 1
+    assert min(verdicts.values()) > 300, verdicts
+
+
+def test_a_thousand_client_like_transaction_operations_check_quickly() -> None:
+    rng = random.Random(1500)
+    history = generate_txns(rng, 1500, 5, p_unknown=0.08, p_report=0.95, like_clients=True)
+    result = check(history, timeout=60)
+    assert result.ok is True, result.summary()
+    assert set(result.keys) == {"x+y"}, result.keys
+    assert result.elapsed < 10, result.summary()
+    stale = stale_read(history, rng)
+    assert stale is not None
+    assert check(stale, timeout=60).ok is False

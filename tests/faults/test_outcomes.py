@@ -97,3 +97,64 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_rejects_nonsense(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+# --- transactions ----------------------------------------------------------------------
+
+from tests.faults.history import Compare, Txn, TxnOp  # noqa: E402
+
+CAS2 = OpSpec("txn", "a,b", txn=Txn(
+    (Compare("a", "value", "equal", "1"), Compare("b", "exists", "equal", False)),
+    (TxnOp("put", "a", "2"), TxnOp("delete", "b"), TxnOp("get", "a")),
+    (TxnOp("get", "a"), TxnOp("get", "b"))))
+READ2 = OpSpec("txn", "a,b", txn=Txn((), (TxnOp("get", "a"), TxnOp("get", "b")), ()))
+
+
+def test_a_transaction_is_posted_as_the_contract_says() -> None:
+    import json
+    assert CAS2.request() == ("POST", "/txn", {"Content-Type": "application/json"})
+    body = json.loads(CAS2.body() or b"")
+    assert body["compare"][1] == {"key": "b", "target": "exists", "op": "equal", "value": False}
+    assert body["success"][0] == {"op": "put", "key": "a", "value": "2"}
+    assert body["failure"] == [{"op": "get", "key": "a"}, {"op": "get", "key": "b"}]
+
+
+def test_transaction_answers_are_classified() -> None:
+    ok = classify(CAS2, Answer(200, {"succeeded": True, "revision": 9, "results": [
+        {"op": "put", "key": "a", "revision": 9},
+        {"op": "delete", "key": "b", "deleted": False, "revision": 9},
+        {"op": "get", "key": "a", "item": {"key": "a", "value": "2", "revision": 9}}]}))
+    assert (ok.outcome, ok.succeeded, ok.revision) == ("ok", True, 9)
+    assert ok.results == (None, False, Seen("2", 9))
+    failed = classify(CAS2, Answer(200, {"succeeded": False, "revision": 10, "results": [
+        {"op": "get", "key": "a", "item": None},
+        {"op": "get", "key": "b", "item": {"key": "b", "value": "x", "revision": 4}}]}))
+    assert (failed.outcome, failed.succeeded, failed.results) == ("ok", False, (Seen(None), Seen("x", 4)))
+    read = classify(READ2, Answer(200, {"succeeded": True, "revision": 12, "results": [
+        {"op": "get", "key": "a", "item": None}, {"op": "get", "key": "b", "item": None}]}))
+    assert read.outcome == "ok" and read.revision is None  # the revision it read at is not its own
+    assert classify(CAS2, Answer(503, {"applied": False})).outcome == "fail"
+    assert classify(CAS2, Answer(504, {"applied": "unknown"})).outcome == "unknown"
+    assert classify(CAS2, Answer(None, error="lost")).outcome == "unknown"
+    assert classify(READ2, Answer(503, {"error": "no leader"})).outcome == "fail"
+
+
+@pytest.mark.parametrize("body", [
+    {"succeeded": True, "revision": 9, "results": []},  # too few results
+    {"succeeded": True, "revision": 9, "results": [
+        {"op": "put", "key": "a", "revision": 8},  # not the transaction's revision
+        {"op": "delete", "key": "b", "deleted": False, "revision": 9},
+        {"op": "get", "key": "a", "item": None}]},
+    {"succeeded": "yes", "revision": 9, "results": []},
+])
+def test_transaction_answers_no_correct_server_gives_are_flagged(body: dict) -> None:
+    c = classify(CAS2, Answer(200, body))
+    assert c.outcome == "unknown" and c.unexpected is not None
+
+
+def test_lost_writes_sees_transaction_writes() -> None:
+    txn = Op(0, "k,j", "txn", 0.0, 1.0, txn=Txn((), (TxnOp("put", "k", "v"), TxnOp("put", "j", "w")), ()),
+             succeeded=True, results=(None, None), revision=8)
+    assert lost_writes([txn], {"k": _read("v", 8)}) == []
+    assert lost_writes([txn], {"k": _read("old", 5)})
+    assert lost_writes([txn], {"j": _read(None, None)})
