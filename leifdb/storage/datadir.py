@@ -11,11 +11,12 @@ Layout of a data directory::
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
+from leifdb.storage._files import make_dirs
 from leifdb.storage.errors import DataDirError, DataDirLocked
+from leifdb.storage.fs import REAL_FS, FileSystem
 
 LOCK_NAME = "LOCK"
 LOG_DIR = "log"
@@ -41,17 +42,19 @@ def default_data_dir(raft_address: str) -> Path:
     return Path.home() / ".leifdb" / f"{fnv1_32(raft_address.encode('utf-8')):08x}"
 
 
-def resolve_data_dir(data_dir: str | None, raft_address: str) -> Path:
-    """The node's data directory, created (with parents) if missing.
+def resolve_data_dir(
+    data_dir: str | None, raft_address: str, *, fs: FileSystem = REAL_FS
+) -> Path:
+    """The node's data directory, created (with parents, durably) if missing.
 
     ``None`` (no ``--data-dir``) means ``default_data_dir(raft_address)``; ``~`` is
     expanded. Raises ``DataDirError`` if the path is an existing non-directory or cannot
     be created."""
     path = Path(data_dir).expanduser() if data_dir else default_data_dir(raft_address)
-    if path.exists() and not path.is_dir():
+    if fs.exists(path) and not fs.is_dir(path):
         raise DataDirError(f"data directory {path} exists and is not a directory")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_dirs(fs, path)
     except OSError as exc:
         raise DataDirError(f"cannot create data directory {path}: {exc.strerror or exc}") from exc
     return path.absolute()
@@ -62,36 +65,46 @@ class DataDir:
 
     The lock is ``fcntl.flock`` on ``LOCK``, non-blocking: a second opener (another process,
     or a second open in the same process) gets ``DataDirLocked`` at once. The kernel drops
-    the lock when the process dies, so a crash never leaves the directory locked."""
+    the lock when the process dies, so a crash never leaves the directory locked.
 
-    def __init__(self, path: Path, lock_fd: int) -> None:
+    Every directory ``open`` creates (the data directory, its parents, ``log``, ``snap``)
+    is made durable in its parent before it is used: a file fsynced into a directory whose
+    own name is not durable is lost with it at a power cut. ``fs`` is the file system all
+    storage on this directory goes through (``RealFileSystem`` by default)."""
+
+    def __init__(self, path: Path, lock_fd: int, fs: FileSystem = REAL_FS) -> None:
         self.path = path
+        self.fs = fs
         self._lock_fd: int | None = lock_fd
 
     @classmethod
-    def open(cls, path: Path | str) -> DataDir:
+    def open(cls, path: Path | str, *, fs: FileSystem = REAL_FS) -> DataDir:
         path = Path(path)
-        if path.exists() and not path.is_dir():
+        if fs.exists(path) and not fs.is_dir(path):
             raise DataDirError(f"data directory {path} exists and is not a directory")
         try:
-            path.mkdir(parents=True, exist_ok=True)
-            (path / LOG_DIR).mkdir(exist_ok=True)
-            (path / SNAP_DIR).mkdir(exist_ok=True)
-            fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            if not make_dirs(fs, path):
+                # An earlier start may have died between creating it and the fsync.
+                _sync_parent(fs, path)
+            for sub in (LOG_DIR, SNAP_DIR):
+                if not fs.is_dir(path / sub):
+                    fs.mkdir(path / sub)
+            fs.fsync_dir(path)  # the names of log/ and snap/
+            fd = fs.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise DataDirError(f"cannot open data directory {path}: {exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fs.flock(fd)
         except BlockingIOError:
-            holder = _read_pid(fd)
-            os.close(fd)
+            holder = _read_pid(fs, fd)
+            fs.close(fd)
             by = f" by process {holder}" if holder else ""
             raise DataDirLocked(
                 f"data directory {path} is in use{by}: is another node running on it?"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(path, fd)
+        fs.ftruncate(fd, 0)
+        fs.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(path, fd, fs)
 
     @property
     def log_dir(self) -> Path:
@@ -113,7 +126,7 @@ class DataDir:
         """Release the lock (idempotent)."""
         if self._lock_fd is not None:
             fd, self._lock_fd = self._lock_fd, None
-            os.close(fd)
+            self.fs.close(fd)
 
     def __enter__(self) -> DataDir:
         return self
@@ -122,8 +135,16 @@ class DataDir:
         self.close()
 
 
-def _read_pid(fd: int) -> str:
+def _sync_parent(fs: FileSystem, path: Path) -> None:
+    """Make ``path``'s name durable in its parent; a parent we may not read is left be."""
     try:
-        return os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        fs.fsync_dir(path.parent)
+    except PermissionError:
+        pass
+
+
+def _read_pid(fs: FileSystem, fd: int) -> str:
+    try:
+        return fs.pread(fd, 32, 0).decode("ascii", "replace").strip()
     except OSError:
         return ""

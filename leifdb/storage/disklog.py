@@ -6,6 +6,8 @@ costs more only when it must: a changed term or vote rewrites the hard state fil
 file and the directory), a conflict truncation is fsynced before new records land on top of
 it, and rolling to a new segment fsyncs the old one and the directory.
 
+All file-system calls go through ``data_dir.fs`` (a ``leifdb.storage.fs.FileSystem``).
+
 Not thread-safe: one caller at a time (``ThreadedStorage`` runs it on a single worker).
 After any I/O error the object refuses further calls (``StorageFailed``); restart instead.
 """
@@ -26,7 +28,6 @@ from leifdb.storage import records
 from leifdb.storage._files import (
     StdlibLogger,
     StorageLogger,
-    fsync_dir,
     read_state_file,
     remove_stale_tmp,
     write_all,
@@ -34,6 +35,7 @@ from leifdb.storage._files import (
 )
 from leifdb.storage.datadir import DataDir
 from leifdb.storage.errors import StorageClosed, StorageCorruption, StorageFailed
+from leifdb.storage.fs import REAL_FS, FileSystem
 
 DEFAULT_SEGMENT_SIZE = 64 * 1024 * 1024
 SEGMENT_SUFFIX = ".seg"
@@ -95,6 +97,7 @@ class DiskStorage:
         if segment_size < 4096:
             raise ValueError("segment_size must be at least 4096 bytes")
         self.data_dir = data_dir
+        self.fs: FileSystem = data_dir.fs
         self.segment_size = segment_size
         self.stats = StorageStats()
         self._log = logger or StdlibLogger()
@@ -118,30 +121,54 @@ class DiskStorage:
         *,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
         logger: StorageLogger | None = None,
+        fs: FileSystem | None = None,
     ) -> DiskStorage:
         """Lock the data directory at ``path`` (``DataDirLocked`` if in use) and return a
-        storage owning it: ``close()`` releases the lock."""
+        storage owning it: ``close()`` releases the lock. ``fs``: the file system to go
+        through (``RealFileSystem`` by default; tests pass a ``SimFileSystem``)."""
         return cls(
-            DataDir.open(path), segment_size=segment_size, logger=logger, owns_data_dir=True
+            DataDir.open(path, fs=fs or REAL_FS),
+            segment_size=segment_size,
+            logger=logger,
+            owns_data_dir=True,
         )
 
     # ------------------------------------------------------------------ LogStorage
 
     def load(self) -> PersistentState:
-        """Recover the durable state. Anything staged and not synced is forgotten."""
+        """Recover the durable state. Anything staged and not synced is forgotten.
+
+        What recovery reads may be only in the page cache (the previous process was killed
+        between a write and its sync, or between a rename and the directory's fsync), so
+        before returning it makes everything it read durable: the node acts on this state
+        (answers votes, acknowledges entries) as if it had always been on disk."""
         self._check_open()
         self._close_active()
         self._segments, self._firsts = [], []
         self._staged, self._truncate_from, self._staged_hard = [], None, None
         self._loaded = False
+        fs = self.fs
         log_dir = self.data_dir.log_dir
-        remove_stale_tmp(self.data_dir.path)
-        remove_stale_tmp(log_dir)
+        remove_stale_tmp(fs, self.data_dir.path)
+        remove_stale_tmp(fs, log_dir)
         self._hard = self._read_hard_state()
         self._snapshot = self._read_boundary()
         entries = self._recover_segments()
-        if self._segments:
-            self._open_active()
+        try:
+            for seg in self._segments[:-1]:
+                fd = fs.open(seg.path, os.O_RDONLY)
+                try:
+                    fs.fdatasync(fd)
+                finally:
+                    fs.close(fd)
+            if self._segments:
+                self._open_active()
+                fs.fdatasync(self._active_fd)
+            fs.fsync_dir(log_dir)  # segment names, the boundary's rename
+            fs.fsync_dir(self.data_dir.path)  # the hard state's rename
+        except OSError as exc:
+            self._fail(exc)
+        self.stats.fsyncs += len(self._segments) + 2
         self._loaded = True
         return PersistentState(self._hard, self._snapshot, entries)
 
@@ -182,14 +209,14 @@ class DiskStorage:
         self._staged_hard = hard_state
 
     def sync(self) -> None:
-        """Make everything staged durable: the hard state (only if term or vote changed),
+        """Make everything staged durable: the hard state (the core stages it only when term
+        or vote changed),
         then any truncation, then all staged records with one write and one fdatasync."""
         self._check_usable()
         try:
             if self._staged_hard is not None:
                 hard, self._staged_hard = self._staged_hard, None
-                if (hard.term, hard.voted_for) != (self._hard.term, self._hard.voted_for):
-                    self._write_hard_state(hard)
+                self._write_hard_state(hard)
             if self._truncate_from is not None:
                 self._truncate(self._truncate_from)
                 self._truncate_from = None
@@ -214,7 +241,9 @@ class DiskStorage:
         try:
             if self._term_at(index) != meta.last_included_term:
                 self._remove_segments_from_end(0)
-            write_state_file(self._boundary_path, _BOUNDARY_MAGIC, _encode_boundary(meta))
+            write_state_file(
+                self.fs, self._boundary_path, _BOUNDARY_MAGIC, _encode_boundary(meta)
+            )
             self.stats.fsyncs += 2
             self._snapshot = meta
             removed = 0
@@ -223,10 +252,10 @@ class DiskStorage:
                     self._close_active()
                 seg = self._segments.pop(0)
                 self._firsts.pop(0)
-                seg.path.unlink()
+                self.fs.unlink(seg.path)
                 removed += 1
             if removed:
-                fsync_dir(self.data_dir.log_dir)
+                self.fs.fsync_dir(self.data_dir.log_dir)
                 self.stats.fsyncs += 1
                 self.stats.segments_removed += removed
         except OSError as exc:
@@ -269,7 +298,7 @@ class DiskStorage:
 
     def _read_hard_state(self) -> HardState:
         path = self.data_dir.hard_state_path
-        payload = read_state_file(path, _HARD_STATE_MAGIC)
+        payload = read_state_file(self.fs, path, _HARD_STATE_MAGIC)
         if payload is None:
             return HardState()
         try:
@@ -280,7 +309,7 @@ class DiskStorage:
         return HardState(term, vote)
 
     def _read_boundary(self) -> SnapshotMeta:
-        payload = read_state_file(self._boundary_path, _BOUNDARY_MAGIC)
+        payload = read_state_file(self.fs, self._boundary_path, _BOUNDARY_MAGIC)
         if payload is None:
             return SnapshotMeta()
         if len(payload) != _BOUNDARY.size:
@@ -290,8 +319,9 @@ class DiskStorage:
     def _recover_segments(self) -> list[Entry]:
         """Scan every segment, check it, repair a torn tail; return entries after the
         boundary. Segments the boundary covers entirely are deleted unread."""
+        fs = self.fs
         log_dir = self.data_dir.log_dir
-        found = sorted(_list_segments(log_dir))
+        found = sorted(_list_segments(fs, log_dir))
         boundary = self._snapshot.last_included_index
         covered = []
         while len(found) > 1 and found[1][0] <= boundary + 1:
@@ -301,7 +331,7 @@ class DiskStorage:
         last_term = 0
         for position, (first_index, path) in enumerate(found):
             is_last = position == len(found) - 1
-            raw = path.read_bytes()
+            raw = fs.read_file(path)
             result = records.scan(raw)
             if result.problem is not None:
                 if not (is_last and result.torn):
@@ -310,8 +340,8 @@ class DiskStorage:
             if not result.entries:
                 if not is_last:
                     raise StorageCorruption(path, 0, "segment holds no records")
-                path.unlink()
-                fsync_dir(log_dir)
+                fs.unlink(path)
+                fs.fsync_dir(log_dir)
                 continue
             if expected_index is None:
                 if first_index > boundary + 1:
@@ -349,9 +379,9 @@ class DiskStorage:
         while self._segments and self._segments[0].last_index <= boundary:
             covered.append(self._segments.pop(0).path)
         for path in covered:
-            path.unlink()
+            fs.unlink(path)
         if covered:
-            fsync_dir(log_dir)
+            fs.fsync_dir(log_dir)
         self._firsts = [seg.first_index for seg in self._segments]
         return entries
 
@@ -365,12 +395,12 @@ class DiskStorage:
             dropped=len(raw) - keep,
             problem=result.problem,
         )
-        fd = os.open(path, os.O_WRONLY)
+        fd = self.fs.open(path, os.O_WRONLY)
         try:
-            os.ftruncate(fd, keep)
-            os.fsync(fd)
+            self.fs.ftruncate(fd, keep)
+            self.fs.fsync(fd)
         finally:
-            os.close(fd)
+            self.fs.close(fd)
         result.end = keep
 
     # ------------------------------------------------------------------ writing
@@ -397,24 +427,24 @@ class DiskStorage:
             buffer += record
         self._flush(buffer, durable=True)
         if created:
-            fsync_dir(self.data_dir.log_dir)
+            self.fs.fsync_dir(self.data_dir.log_dir)
             self.stats.fsyncs += 1
         self.stats.entries_written += len(entries)
 
     def _flush(self, buffer: bytearray, *, durable: bool) -> None:
         assert self._active_fd is not None
         if buffer:
-            write_all(self._active_fd, buffer)
+            write_all(self.fs, self._active_fd, buffer)
             self.stats.bytes_written += len(buffer)
             buffer.clear()
             if durable:
-                os.fdatasync(self._active_fd)
+                self.fs.fdatasync(self._active_fd)
                 self.stats.fsyncs += 1
 
     def _create_segment(self, first_index: int) -> _Segment:
         self._close_active()
         path = self.data_dir.log_dir / segment_name(first_index)
-        self._active_fd = os.open(
+        self._active_fd = self.fs.open(
             path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644
         )
         seg = _Segment(first_index, path, 0)
@@ -431,8 +461,8 @@ class DiskStorage:
             keep = index - seg.first_index
             offset = seg.offsets[keep]
             assert self._active_fd is not None
-            os.ftruncate(self._active_fd, offset)
-            os.fdatasync(self._active_fd)
+            self.fs.ftruncate(self._active_fd, offset)
+            self.fs.fdatasync(self._active_fd)
             self.stats.fsyncs += 1
             del seg.offsets[keep:]
             del seg.terms[keep:]
@@ -445,8 +475,8 @@ class DiskStorage:
             self._close_active()
             seg = self._segments.pop()
             self._firsts.pop()
-            seg.path.unlink()
-            fsync_dir(self.data_dir.log_dir)
+            self.fs.unlink(seg.path)
+            self.fs.fsync_dir(self.data_dir.log_dir)
             self.stats.fsyncs += 1
             self.stats.segments_removed += 1
         if self._segments and self._active_fd is None:
@@ -455,7 +485,7 @@ class DiskStorage:
     def _write_hard_state(self, hard: HardState) -> None:
         vote = b"" if hard.voted_for is None else hard.voted_for.encode("utf-8")
         payload = _HARD_STATE.pack(hard.term, hard.voted_for is not None) + vote
-        write_state_file(self.data_dir.hard_state_path, _HARD_STATE_MAGIC, payload)
+        write_state_file(self.fs, self.data_dir.hard_state_path, _HARD_STATE_MAGIC, payload)
         self.stats.fsyncs += 2
         self.stats.hard_state_writes += 1
         self._hard = HardState(hard.term, hard.voted_for)
@@ -495,12 +525,12 @@ class DiskStorage:
         return seg.terms[offset] if offset < len(seg.terms) else None
 
     def _open_active(self) -> None:
-        self._active_fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
+        self._active_fd = self.fs.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND)
 
     def _close_active(self) -> None:
         if self._active_fd is not None:
             fd, self._active_fd = self._active_fd, None
-            os.close(fd)
+            self.fs.close(fd)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -525,10 +555,9 @@ def _encode_boundary(meta: SnapshotMeta) -> bytes:
     )
 
 
-def _list_segments(log_dir: Path) -> list[tuple[int, Path]]:
+def _list_segments(fs: FileSystem, log_dir: Path) -> list[tuple[int, Path]]:
     found = []
-    for path in log_dir.iterdir():
-        name = path.name
+    for name in fs.listdir(log_dir):
         if name.endswith(SEGMENT_SUFFIX) and name[: -len(SEGMENT_SUFFIX)].isdigit():
-            found.append((int(name[: -len(SEGMENT_SUFFIX)]), path))
+            found.append((int(name[: -len(SEGMENT_SUFFIX)]), log_dir / name))
     return found

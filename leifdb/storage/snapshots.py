@@ -14,7 +14,8 @@ reads it. Transfers from a leader arrive in chunks into ``<index>-<term>-<crc>-<
 into place by ``finish_receive`` once size and checksum match.
 
 Memory stays bounded by one chunk (``read_chunk``, ``write_chunk``, verification all stream).
-Not thread-safe: use it from one thread at a time (``ThreadedStorage.call``).
+Not thread-safe: use it from one thread at a time (``ThreadedStorage.call``). All
+file-system calls go through ``fs`` (a ``leifdb.storage.fs.FileSystem``).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from leifdb.storage._files import (
     TMP_SUFFIX,
     StdlibLogger,
     StorageLogger,
-    fsync_dir,
+    make_dirs,
+    names_ending,
     remove_stale_tmp,
     write_all,
 )
 from leifdb.storage.checksum import crc32c
 from leifdb.storage.errors import ChunkOffsetError, SnapshotNotFound
+from leifdb.storage.fs import REAL_FS, FileSystem
 
 SNAPSHOT_MAGIC = b"LEIFSNP\x01"
 _FIELDS = struct.Struct("<8sQQIQ")
@@ -83,7 +86,11 @@ def decode_header(raw: bytes) -> SnapshotMeta | None:
 
 
 class SnapshotStore:
-    """Snapshots in one directory; keeps the newest ``retain`` complete ones."""
+    """Snapshots in one directory; keeps the newest ``retain`` complete ones.
+
+    The directory is created (durably) if missing, and fsynced on start: a snapshot a
+    killed process renamed into place may not be durable yet, and ``latest()`` must
+    only return one that will outlive a power cut."""
 
     def __init__(
         self,
@@ -91,18 +98,21 @@ class SnapshotStore:
         *,
         retain: int = DEFAULT_RETAIN,
         logger: StorageLogger | None = None,
+        fs: FileSystem | None = None,
     ) -> None:
         if retain < 1:
             raise ValueError("retain must be at least 1")
+        self.fs: FileSystem = fs or REAL_FS
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.fs, self.directory)
         self.retain = retain
         self._log = logger or StdlibLogger()
         self._verified: dict[Path, tuple[int, int]] = {}
         self._receiving: SnapshotMeta | None = None
         self._receive_fd: int | None = None
         self._receive_offset = 0
-        remove_stale_tmp(self.directory)
+        remove_stale_tmp(self.fs, self.directory)
+        self.fs.fsync_dir(self.directory)
 
     # ------------------------------------------------------------------ local snapshots
 
@@ -119,22 +129,25 @@ class SnapshotStore:
         placeholder = SnapshotMeta(last_included_index, last_included_term)
         final = self.directory / snapshot_name(placeholder)
         tmp = final.with_name(final.name + TMP_SUFFIX)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fs = self.fs
+        fd = fs.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            write_all(fd, bytes(HEADER_SIZE))
+            write_all(fs, fd, bytes(HEADER_SIZE))
             checksum = size = 0
             for chunk in _chunks(source):
-                write_all(fd, chunk)
+                write_all(fs, fd, chunk)
                 checksum = crc32c(chunk, checksum)
                 size += len(chunk)
             meta = SnapshotMeta(last_included_index, last_included_term, checksum, size)
-            os.pwrite(fd, encode_header(meta), 0)
-            os.fsync(fd)
+            header = encode_header(meta)
+            if fs.pwrite(fd, header, 0) != len(header):
+                raise OSError(f"short write of the header of {tmp}")
+            fs.fsync(fd)
         except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
+            fs.close(fd)
+            _unlink_missing_ok(fs, tmp)
             raise
-        os.close(fd)
+        fs.close(fd)
         self._install(tmp, final)
         return meta
 
@@ -150,10 +163,9 @@ class SnapshotStore:
     def list(self) -> list[tuple[SnapshotMeta, Path]]:
         """Snapshots with an intact header, newest first (payloads not verified here)."""
         found = []
-        for path in self.directory.glob("*" + SNAPSHOT_SUFFIX):
+        for path in names_ending(self.fs, self.directory, SNAPSHOT_SUFFIX):
             try:
-                with open(path, "rb") as f:
-                    meta = decode_header(f.read(HEADER_SIZE))
+                meta = decode_header(self._read_at(path, HEADER_SIZE, 0))
             except FileNotFoundError:
                 continue
             if meta is None:
@@ -168,7 +180,9 @@ class SnapshotStore:
         """A reader of the payload of snapshot ``meta`` (positions count from the payload's
         first byte). Raises ``SnapshotNotFound``."""
         path = self._find(meta)
-        return io.BufferedReader(_PayloadReader(path, meta.size), buffer_size=64 * 1024)
+        return io.BufferedReader(
+            _PayloadReader(self.fs, path, meta.size), buffer_size=64 * 1024
+        )
 
     def read_chunk(self, meta: SnapshotMeta, offset: int, max_bytes: int) -> bytes:
         """Up to ``max_bytes`` of the payload from ``offset`` (empty at the end): one
@@ -177,11 +191,7 @@ class SnapshotStore:
             raise ValueError(f"offset {offset} is outside snapshot of {meta.size} bytes")
         path = self._find(meta)
         count = min(max_bytes, meta.size - offset)
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            data = os.pread(fd, count, HEADER_SIZE + offset)
-        finally:
-            os.close(fd)
+        data = self._read_at(path, count, HEADER_SIZE + offset)
         if len(data) != count:
             raise SnapshotNotFound(f"snapshot {path} is shorter than its header says")
         return data
@@ -199,7 +209,7 @@ class SnapshotStore:
         if self._receiving == meta:
             return self._receive_offset
         try:
-            size = (self.directory / partial_name(meta)).stat().st_size
+            size = self.fs.stat(self.directory / partial_name(meta)).st_size
         except FileNotFoundError:
             return 0
         return max(0, min(size - HEADER_SIZE, meta.size))
@@ -221,7 +231,7 @@ class SnapshotStore:
             if offset != expected:
                 raise ChunkOffsetError(offset, expected)
         assert self._receive_fd is not None
-        write_all(self._receive_fd, data)
+        write_all(self.fs, self._receive_fd, data)
         self._receive_offset += len(data)
         return self._receive_offset
 
@@ -230,7 +240,7 @@ class SnapshotStore:
         durable and the newest snapshot and return True. Otherwise delete it and return
         False (the transfer must start over)."""
         path = self.directory / partial_name(meta)
-        if self._receiving != meta and not path.exists():
+        if self._receiving != meta and not self.fs.exists(path):
             return False
         self._close_receive()
         if not self._payload_matches(path, meta):
@@ -239,21 +249,21 @@ class SnapshotStore:
                 index=meta.last_included_index,
                 term=meta.last_included_term,
             )
-            path.unlink(missing_ok=True)
+            _unlink_missing_ok(self.fs, path)
             return False
-        fd = os.open(path, os.O_RDONLY)
+        fd = self.fs.open(path, os.O_RDONLY)
         try:
-            os.fsync(fd)
+            self.fs.fsync(fd)
         finally:
-            os.close(fd)
+            self.fs.close(fd)
         self._install(path, self.directory / snapshot_name(meta))
         return True
 
     def abort_receive(self) -> None:
         """Drop any partial transfer."""
         self._close_receive()
-        for path in self.directory.glob("*" + PARTIAL_SUFFIX):
-            path.unlink(missing_ok=True)
+        for path in names_ending(self.fs, self.directory, PARTIAL_SUFFIX):
+            _unlink_missing_ok(self.fs, path)
 
     def close(self) -> None:
         """Close the file of an ongoing transfer (its bytes stay for a later resume)."""
@@ -266,24 +276,26 @@ class SnapshotStore:
             return self._receive_offset
         self._close_receive()
         path = self.directory / partial_name(meta)
-        for other in self.directory.glob("*" + PARTIAL_SUFFIX):
+        for other in names_ending(self.fs, self.directory, PARTIAL_SUFFIX):
             if other != path:
-                other.unlink(missing_ok=True)
+                _unlink_missing_ok(self.fs, other)
         try:
-            size = path.stat().st_size
+            size = self.fs.stat(path).st_size
         except FileNotFoundError:
             size = -1
         if restart or size < HEADER_SIZE:
             self._start_partial(path, meta)
         else:
-            self._receive_fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            self._receive_fd = self.fs.open(path, os.O_WRONLY | os.O_APPEND)
             self._receive_offset = min(size - HEADER_SIZE, meta.size)
         self._receiving = meta
         return self._receive_offset
 
     def _start_partial(self, path: Path, meta: SnapshotMeta) -> None:
-        self._receive_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
-        write_all(self._receive_fd, encode_header(meta))
+        self._receive_fd = self.fs.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644
+        )
+        write_all(self.fs, self._receive_fd, encode_header(meta))
         self._receive_offset = 0
 
     def _close_receive(self) -> None:
@@ -291,13 +303,13 @@ class SnapshotStore:
         self._receive_offset = 0
         if self._receive_fd is not None:
             fd, self._receive_fd = self._receive_fd, None
-            os.close(fd)
+            self.fs.close(fd)
 
     def _install(self, source: Path, final: Path) -> None:
         """Rename a complete, fsynced snapshot into place and prune older ones."""
-        os.replace(source, final)
-        fsync_dir(self.directory)
-        st = final.stat()
+        self.fs.replace(source, final)
+        self.fs.fsync_dir(self.directory)
+        st = self.fs.stat(final)
         self._verified[final] = (st.st_size, st.st_mtime_ns)
         self._prune()
 
@@ -305,23 +317,22 @@ class SnapshotStore:
         snapshots = self.list()
         removed = False
         for _, path in snapshots[self.retain :]:
-            path.unlink(missing_ok=True)
+            _unlink_missing_ok(self.fs, path)
             self._verified.pop(path, None)
             removed = True
         if snapshots:
             newest = snapshots[0][0].last_included_index
-            for path in self.directory.glob("*" + PARTIAL_SUFFIX):
+            for path in names_ending(self.fs, self.directory, PARTIAL_SUFFIX):
                 if _leading_int(path.name) <= newest:
-                    path.unlink(missing_ok=True)
+                    _unlink_missing_ok(self.fs, path)
                     removed = True
         if removed:
-            fsync_dir(self.directory)
+            self.fs.fsync_dir(self.directory)
 
     def _find(self, meta: SnapshotMeta) -> Path:
         path = self.directory / snapshot_name(meta)
         try:
-            with open(path, "rb") as f:
-                found = decode_header(f.read(HEADER_SIZE))
+            found = decode_header(self._read_at(path, HEADER_SIZE, 0))
         except FileNotFoundError:
             raise SnapshotNotFound(f"no snapshot {meta} in {self.directory}") from None
         if found != meta:
@@ -330,7 +341,7 @@ class SnapshotStore:
 
     def _verify(self, meta: SnapshotMeta, path: Path) -> bool:
         try:
-            st = path.stat()
+            st = self.fs.stat(path)
         except FileNotFoundError:
             return False
         if self._verified.get(path) == (st.st_size, st.st_mtime_ns):
@@ -343,17 +354,29 @@ class SnapshotStore:
 
     def _payload_matches(self, path: Path, meta: SnapshotMeta) -> bool:
         """Does the file hold exactly ``meta.size`` payload bytes with ``meta.checksum``?"""
+        fs = self.fs
         try:
-            with open(path, "rb") as f:
-                if decode_header(f.read(HEADER_SIZE)) != meta:
-                    return False
-                checksum = size = 0
-                while chunk := f.read(COPY_CHUNK):
-                    checksum = crc32c(chunk, checksum)
-                    size += len(chunk)
+            fd = fs.open(path, os.O_RDONLY)
         except FileNotFoundError:
             return False
+        try:
+            if decode_header(fs.pread(fd, HEADER_SIZE, 0)) != meta:
+                return False
+            checksum = size = 0
+            while chunk := fs.pread(fd, COPY_CHUNK, HEADER_SIZE + size):
+                checksum = crc32c(chunk, checksum)
+                size += len(chunk)
+        finally:
+            fs.close(fd)
         return size == meta.size and checksum == meta.checksum
+
+    def _read_at(self, path: Path, count: int, offset: int) -> bytes:
+        """Up to ``count`` bytes of ``path`` from ``offset`` (``FileNotFoundError``)."""
+        fd = self.fs.open(path, os.O_RDONLY)
+        try:
+            return self.fs.pread(fd, count, offset)
+        finally:
+            self.fs.close(fd)
 
     def _quarantine(self, path: Path, reason: str) -> None:
         target = path.with_name(path.name + CORRUPT_SUFFIX)
@@ -365,8 +388,8 @@ class SnapshotStore:
         )
         self._verified.pop(path, None)
         try:
-            os.replace(path, target)
-            fsync_dir(self.directory)
+            self.fs.replace(path, target)
+            self.fs.fsync_dir(self.directory)
         except OSError:
             pass
 
@@ -374,9 +397,10 @@ class SnapshotStore:
 class _PayloadReader(io.RawIOBase):
     """Raw reader of a snapshot file's payload: offsets skip the header."""
 
-    def __init__(self, path: Path, size: int) -> None:
+    def __init__(self, fs: FileSystem, path: Path, size: int) -> None:
         super().__init__()
-        self._fd = os.open(path, os.O_RDONLY)
+        self._fs = fs
+        self._fd = fs.open(path, os.O_RDONLY)
         self._size = size
         self._pos = 0
 
@@ -390,7 +414,7 @@ class _PayloadReader(io.RawIOBase):
         count = min(len(buffer), self._size - self._pos)
         if count <= 0:
             return 0
-        data = os.pread(self._fd, count, HEADER_SIZE + self._pos)
+        data = self._fs.pread(self._fd, count, HEADER_SIZE + self._pos)
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
@@ -407,7 +431,7 @@ class _PayloadReader(io.RawIOBase):
 
     def close(self) -> None:
         if not self.closed:
-            os.close(self._fd)
+            self._fs.close(self._fd)
         super().close()
 
 
@@ -425,6 +449,13 @@ def _chunks(source: BinaryIO | bytes | Iterable[bytes]) -> Iterator[bytes]:
     for chunk in source:
         if chunk:
             yield bytes(chunk)
+
+
+def _unlink_missing_ok(fs: FileSystem, path: Path) -> None:
+    try:
+        fs.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _leading_int(name: str) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
@@ -228,37 +227,33 @@ def test_a_sync_costs_one_fdatasync_and_nothing_else(store, monkeypatch):
     store.set_hard_state(HardState(1, "a"))
     store.sync()
     calls = []
-    real_fdatasync, real_fsync = os.fdatasync, os.fsync
-    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append("fdatasync") or real_fdatasync(fd))
-    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
+    fs = store.fs
+    real_fdatasync, real_fsync = fs.fdatasync, fs.fsync
+    monkeypatch.setattr(fs, "fdatasync", lambda fd: calls.append("fdatasync") or real_fdatasync(fd))
+    monkeypatch.setattr(fs, "fsync", lambda fd: calls.append("fsync") or real_fsync(fd))
 
     store.append(entries(4, 20))
     store.append(entries(21, 40))
-    store.set_hard_state(HardState(1, "a", commit_index=30))
     store.sync()
 
     assert calls == ["fdatasync"]
 
 
-def test_hard_state_file_is_rewritten_only_when_term_or_vote_changes(tmp_path, store):
+def test_a_staged_hard_state_is_written_atomically(tmp_path, store):
+    """The core decides when the hard state changed (term or vote); storage writes what
+    it is given, by temp file and rename, leaving no temp file behind."""
     store.set_hard_state(HardState(2, None))
     store.sync()
-    inode = (tmp_path / "hardstate").stat().st_ino
-
-    store.set_hard_state(HardState(2, None, commit_index=9))
-    store.sync()
-    assert store.stats.hard_state_writes == 1
-    assert (tmp_path / "hardstate").stat().st_ino == inode
-
     store.set_hard_state(HardState(2, "n1"))
     store.sync()
     assert store.stats.hard_state_writes == 2
     assert not list(tmp_path.glob("*.tmp"))
+    store.close()
 
 
 def test_a_sync_with_nothing_staged_writes_nothing(store, monkeypatch):
     calls = []
-    monkeypatch.setattr(os, "fdatasync", lambda fd: calls.append(fd))
+    monkeypatch.setattr(store.fs, "fdatasync", lambda fd: calls.append(fd))
     store.sync()
     assert calls == []
 
@@ -268,7 +263,7 @@ def test_an_io_error_makes_the_storage_refuse_further_work(store, monkeypatch):
         raise OSError(5, "Input/output error")
 
     store.append(entries(1, 2))
-    monkeypatch.setattr(os, "fdatasync", broken)
+    monkeypatch.setattr(store.fs, "fdatasync", broken)
     with pytest.raises(StorageFailed):
         store.sync()
     monkeypatch.undo()

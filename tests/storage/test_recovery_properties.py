@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from leifdb.raft.messages import Entry, EntryType, SnapshotMeta
 from leifdb.storage import DiskStorage, StorageCorruption
+from leifdb.storage.fs import REAL_FS
 from leifdb.storage.records import SECTOR, scan
 
 from tests.storage.helpers import load_state
@@ -37,8 +38,8 @@ def no_fsync():
     platter never matters here, and skipping fsync keeps hundreds of examples fast. (The
     real-process crash test and the unit tests keep fsync.)"""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(os, "fsync", lambda fd: None)
-        patch.setattr(os, "fdatasync", lambda fd: None)
+        patch.setattr(REAL_FS, "fsync", lambda fd: None)
+        patch.setattr(REAL_FS, "fdatasync", lambda fd: None)
         yield
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-import os
 import random
 
 import pytest
 
 from leifdb.raft.messages import SnapshotMeta
 from leifdb.storage import ChunkOffsetError, SnapshotNotFound, SnapshotStore, crc32c
-from leifdb.storage.snapshots import HEADER_SIZE
+from leifdb.storage.simfs import SimFileSystem
+from leifdb.storage.snapshots import HEADER_SIZE, partial_name, snapshot_name
 
 from tests.storage.helpers import ListLogger
 
@@ -250,10 +250,54 @@ def test_stale_temporary_files_are_cleaned_on_start(tmp_path):
 
 def test_the_snapshot_file_is_fsynced_before_it_is_renamed(tmp_path, monkeypatch):
     events = []
-    real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
-    monkeypatch.setattr(os, "replace", lambda a, b: events.append("rename") or real_replace(a, b))
+    store = SnapshotStore(tmp_path)
+    fs = store.fs
+    real_fsync, real_replace = fs.fsync, fs.replace
+    monkeypatch.setattr(fs, "fsync", lambda fd: events.append("fsync") or real_fsync(fd))
+    monkeypatch.setattr(fs, "replace", lambda a, b: events.append("rename") or real_replace(a, b))
 
-    SnapshotStore(tmp_path).save(1, 1, b"data")
+    store.save(1, 1, b"data")
 
     assert events[:3] == ["fsync", "rename", "fsync"]  # file, rename, directory
+
+
+def test_save_and_receive_order_writes_syncs_and_renames():
+    fs = SimFileSystem(trace=True)
+    store = SnapshotStore("/snap", fs=fs)
+    fs.trace.clear()
+    data = blob(300)
+    meta = store.save(1, 1, data)
+    tmp, final = f"/snap/{snapshot_name(meta)}.tmp", f"/snap/{snapshot_name(meta)}"
+    assert fs.trace == [
+        ("open", tmp),
+        ("write", tmp),
+        ("write", tmp),
+        ("pwrite", tmp),
+        ("fsync", tmp),
+        ("replace", f"{tmp} -> {final}"),
+        ("fsync_dir", "/snap"),
+    ]
+
+    other = SnapshotStore("/other", fs=fs)
+    other.begin_receive(meta)
+    other.write_chunk(meta, 0, data)
+    fs.trace.clear()
+    assert other.finish_receive(meta)
+    part = f"/other/{partial_name(meta)}"
+    assert fs.trace == [
+        ("fsync", part),
+        ("replace", f"{part} -> /other/{snapshot_name(meta)}"),
+        ("fsync_dir", "/other"),
+    ]
+    assert fs.open_descriptors == 0  # nothing is left open once the transfer is done
+    fs.power_cut()
+    assert SnapshotStore("/other", fs=fs).latest()[0] == meta
+
+
+def test_pruning_is_durable():
+    fs = SimFileSystem()
+    store = SnapshotStore("/snap", fs=fs, retain=1)
+    store.save(1, 1, b"one")
+    second = store.save(2, 1, b"two")
+    fs.power_cut()
+    assert [m for m, _ in SnapshotStore("/snap", fs=fs).list()] == [second]
