@@ -207,6 +207,8 @@ class KeyRoutes(Routes):
             check_text(key, "prefix", self.limits.service.max_key_bytes)
         else:
             parse_key(key, self.limits.service.max_key_bytes)
+        # A node that cannot serve the final read should say so now, not after the wait.
+        await self._read(request, self.service.barrier, consistency)
         await self._wait(
             request,
             self.service.wait,

@@ -149,8 +149,12 @@ def _list(document: dict[str, Any], name: str) -> list[Any]:
 
 
 def parse_txn(raw: bytes, limits: ServiceLimits) -> Txn:
-    """The body of ``POST /txn`` as a ``Txn``; an empty body is an empty transaction."""
-    document = load_json(raw) if raw.strip() else {}
+    """The body of ``POST /txn`` as a ``Txn``. A missing body is a 400 (a curl user who
+    forgot ``-d`` should hear so, not get an empty transaction); ``{}`` is an empty one."""
+    if not raw.strip():
+        raise ApiError(400, 'missing body: POST /txn takes JSON {"compare": [...], '
+                            '"success": [...], "failure": [...]}')
+    document = load_json(raw)
     document = _fields(document, "the request body", (), ("compare", "success", "failure"))
     compare = tuple(_parse_compare(c, f"compare[{i}]", limits)
                     for i, c in enumerate(_list(document, "compare")))

@@ -185,7 +185,8 @@ class SseStream:
         self._cancel()
         if getattr(self._request, "producer", None) is self:
             # Else twisted.web logs "Producer was not unregistered" for every dropped watch.
-            self._request.unregisterProducer()
+            # The channel is gone already (Request.connectionLost), so only forget it here.
+            self._request.producer = None
         self._fire_done()
 
     def _cancel(self) -> None:
@@ -287,9 +288,9 @@ class WatchRoutes(Routes):
               description: Resume after this revision (what EventSource sends on reconnect).
           responses:
             200:
-              description: The event stream (`text/event-stream`).
-              schema:
-                type: string
+              description: >-
+                The event stream (`text/event-stream`): `id:`, `event:` and `data:` lines
+                as described above; it has no JSON schema.
             307: ReadRedirect
             400: BadRequest
             410: Gone

@@ -90,7 +90,7 @@ class ServiceLimits:
     max_txn_ops: int = 1024
     max_txn_bytes: int = 8 << 20
     history_events: int = 1_000_000
-    history_bytes: int = 128 << 20
+    history_bytes: int = 256 << 20
     watcher_buffer_events: int = 10_000
     watcher_buffer_bytes: int = 8 << 20
     max_watchers: int = 100_000

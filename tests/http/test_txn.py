@@ -103,10 +103,12 @@ def test_read_only_txn_without_a_log_revision_answers_the_nodes_revision():
         "revision"] == 4
 
 
-def test_empty_body_or_object_is_an_empty_transaction():
+def test_a_missing_body_is_a_400_and_an_empty_object_an_empty_transaction():
     client = Client()
     client.service.set("k", "v")
-    for body in [b"", b"{}", b'{"compare": [], "success": [], "failure": []}']:
+    missing = client.raw(b"POST", b"/txn", body=b"")
+    assert missing.code == 400 and "missing body" in missing.json()["error"]
+    for body in [b"{}", b'{"compare": [], "success": [], "failure": []}']:
         reply = client.raw(b"POST", b"/txn", body=body)
         assert reply.code == 200, body
         assert reply.json() == {"succeeded": True, "revision": 1, "results": []}
