@@ -31,6 +31,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "leifdb.config": ("leifdb.nodeconfig", "leifdb.raft", "leifdb.service.api",
                       "leifdb.storage.datadir", "leifdb.storage.errors", "twisted"),
     "leifdb.cluster": (),
+    # The one HTTP client: it knows LeifDB only as a remote API, so nothing of the server.
+    "leifdb.client": ("twisted", "txaio"),
+    "leifdb.cli": ("leifdb.client",),
     # The composition root wires everything.
     "leifdb.tap": ("leifdb", "twisted"),
     "leifdb.http": ("leifdb.service.api", "leifdb.kv", "leifdb.errors", "klein", "twisted",
