@@ -42,6 +42,7 @@ chaos: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/storage_bench.py
 	$(PY) bench/cluster_bench.py
+	$(PY) bench/watch_fanout.py --watchers 1000 --rate 20 --seconds 10
 
 cluster: $(STAMP)
 	$(PY) -m leifdb.cluster start --nodes 3 --http-base $(HTTP_PORT) --raft-base $(RAFT_PORT)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import selectors
 import socket
@@ -113,6 +114,12 @@ def history_window_seconds(value_bytes: int, writes_per_second: float) -> tuple[
     return kept, kept / writes_per_second
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--watchers", type=int, default=1000)
@@ -137,6 +144,7 @@ def main() -> None:
             leader = cluster.wait_for_leader()
             watched = next(i for i in range(3) if i != leader)
             pid = cluster.pid(watched)
+            print(f"watched node pid {pid} (py-spy record -p {pid} profiles it)", flush=True)
             time.sleep(1.0)
             rss_before = rss_bytes(pid)
             streams = Streams(cluster.nodes[watched].http_port, args.watchers, args.sampled)
@@ -146,6 +154,7 @@ def main() -> None:
             rss_after = rss_bytes(pid)
             acked: dict[int, float] = {}
             writes = int(args.rate * args.seconds)
+            cpu_before = cpu_seconds(pid)
             start = time.monotonic()
             for n in range(writes):
                 due = start + n / args.rate
@@ -156,6 +165,7 @@ def main() -> None:
                 if status == 200:
                     acked[n] = time.monotonic()
             time.sleep(2.0)
+            node_cpu = cpu_seconds(pid) - cpu_before
             streams.stop()
             expected = len(acked)
             complete = sum(1 for c in streams.counts if c >= expected)
@@ -172,6 +182,8 @@ def main() -> None:
             if after_ack:
                 print(f"  ack -> event: p50 {percentile(after_ack, 50) * 1e3:.1f} ms, "
                       f"p99 {percentile(after_ack, 99) * 1e3:.1f} ms")
+            print(f"  watched node CPU: {node_cpu:.2f} s for {sum(streams.counts):,} deliveries = "
+                  f"{node_cpu / max(1, sum(streams.counts)) * 1e6:.1f} µs per delivered event")
             print(f"  node memory per watcher: {(rss_after - rss_before) / args.watchers / 1024:.1f} KiB "
                   f"(RSS {rss_before / 2**20:.1f} -> {rss_after / 2**20:.1f} MiB)")
         finally:

@@ -33,7 +33,7 @@ from leifdb.raft.messages import (
     SnapshotChunk,
     SnapshotMeta,
 )
-from leifdb.storage.errors import StorageError
+from leifdb.storage.errors import StorageClosed, StorageError
 from leifdb.wire import encode_membership
 
 log = Logger(namespace="leifdb.node")
@@ -289,7 +289,12 @@ class Node:
         self._schedule_drain()
 
     def _fatal(self, failure: Failure) -> None:
-        """Storage failed: the node cannot promise durability any more, so it stops."""
+        """Storage failed: the node cannot promise durability any more, so it stops. A
+        storage closed under a Ready by a graceful ``stop()`` is not a failure (the next
+        start finishes what was cut short, e.g. a compaction)."""
+        if self._stopping and failure.check(StorageClosed):
+            self._busy = False
+            return
         self._failed = failure
         log.failure("Storage failed; stopping the node", failure)
         self._busy = False

@@ -53,6 +53,10 @@ class MemoryStorage:
         return PersistentState(d.hard_state, d.snapshot, list(d.entries))
 
     def append(self, entries: Sequence[Entry]) -> None:
+        # Entries the snapshot already covers are dropped, as DiskStorage does (one Ready
+        # may carry a leader's snapshot and entries it includes).
+        boundary = self._durable.snapshot.last_included_index
+        entries = [e for e in entries if e.index > boundary]
         if not entries:
             return
         base = self._staged_entries or self._durable.entries

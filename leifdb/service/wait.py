@@ -70,7 +70,12 @@ class Waits:
 
     def proposed(self, index: int, term: int) -> Deferred[ApplyResult]:
         d: Deferred[ApplyResult] = Deferred()
+        replaced = self._proposals.get(index)
         self._proposals[index] = (term, d)
+        if replaced is not None:
+            # The index was handed out again (leadership lost and regained, within one
+            # Ready, over a shorter log): the earlier proposal there was overwritten.
+            replaced[1].errback(OutcomeUnknown("leadership changed before commit"))
         self._proposal_deadlines.add((index, term))
         return d
 

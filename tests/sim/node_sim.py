@@ -3,8 +3,8 @@
 
 Where ``tests/sim/cluster.py`` drives the pure core directly, this harness runs the node as
 production does (its timers, Ready loop, group commit, snapshots, Deferreds) and replaces
-only what ``Node`` lets us inject: ``open_storage`` (``SimAsyncStorage`` over ``MemoryStorage``, plus
-``MemorySnapshotStore``) and ``make_transport`` (``SimTransport``
+only what ``Node`` lets us inject: ``open_storage`` (``SimAsyncStorage`` over ``SimDisk``, a
+``MemoryStorage``, plus ``MemorySnapshotStore``) and ``make_transport`` (``SimTransport``
 over ``SimNetwork``, which round-trips every message through the protobuf wire codec).
 
 Faults: fsyncs take simulated time and a crash (``NodeSim.crash``) loses everything not yet
@@ -26,36 +26,58 @@ comes from one seed, so a run replays exactly.
 * linearizable reads: a ``read_barrier`` that succeeded lets the node read at an applied
   index >= the revision of every write acknowledged before the read began, and >= every
   index any node had applied by then;
+* transactions (``txn``): one that writes is acknowledged with the ``TxnResult`` the
+  committed log's entry at its revision gives; a read-only one (served after the barrier,
+  or ``stale`` at once) reads at a revision >= the above (unless stale), and its result is
+  the transaction evaluated on the committed log's state at that revision;
+* watches (``watch``; ``SimWatcher``): the reference change log is the events of replaying
+  the committed log. Each watcher's stream, across crashes, stops, snapshot installs,
+  leader changes and reconnections (resumed at a random node from its position + 1), is
+  ordered (revisions increase), unique (no revision twice), atomic (one ``events()`` call
+  per revision, holding all its matching changes), reliable (every matching change of the
+  reference from its start to its position, with equal fields, outside recorded gaps: a
+  ``compacted``/``overflow`` close or a ``Compacted`` refusal, after which it re-watches
+  from the current revision), resumable (a re-attachment starts right after its position)
+  and bookmarkable (a ``progress(R)`` comes after every earlier event, before every later
+  one, and covers every matching reference change up to ``R``); nothing reaches a
+  cancelled or dead attachment, or a sink that asked to pause;
 
 and, in ``settle()``: with the network healed and every node up, a leader emerges and a new
 write is acknowledged within ten election timeouts; then all nodes converge to the leader's
-contents and every acknowledged write is reflected (no acknowledged write is lost).
+contents, every acknowledged write (or transaction) is reflected (no acknowledged write is
+lost), and every watcher catches up with the committed log once clients stop pushing back.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import itertools
 import random
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from twisted.internet import defer
+from twisted.internet.base import DelayedCall
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from leifdb.errors import NotLeaderError, OutcomeUnknown, Unavailable
-from leifdb.kv.commands import ApplyResult, Command, Delete, Item, Put
+from leifdb.errors import Compacted, NotLeaderError, OutcomeUnknown, Unavailable
+from leifdb.kv import snapshot as kv_snapshot
+from leifdb.kv.commands import ApplyResult, Command, Delete, Event, Item, Put, Txn, TxnResult
+from leifdb.kv.history import matches
 from leifdb.kv.store import KVStore, condition_holds
 from leifdb.node import Node
+from leifdb.service.api import CONSISTENCY_LINEARIZABLE, ServiceLimits, WriteResult
+from leifdb.service.kvservice import KVService
 from leifdb.nodeconfig import NodeConfig
-from leifdb.raft.messages import EntryType, Member, Message, Role, SnapshotMeta
+from leifdb.raft.messages import Entry, EntryType, Member, Message, Role
 from leifdb.raft.storage import MemoryStorage
-from leifdb.storage.checksum import crc32c
-from leifdb.storage.errors import ChunkOffsetError, SnapshotNotFound
+from leifdb.storage.errors import StorageClosed
+from leifdb.storage.memory import MemorySnapshotStore
 from leifdb.storage.threaded import StorageQueue
 from leifdb.wire import decode_command, decode_frame, encode_message
 from tests.sim.invariants import SafetyChecker, Violation
@@ -66,9 +88,12 @@ __all__ = [
     "NodeSim",
     "SimAsyncStorage",
     "SimClock",
+    "SimDisk",
     "SimNetwork",
     "SimOptions",
     "SimTransport",
+    "SimWatcher",
+    "TxnCall",
     "Violation",
 ]
 
@@ -80,7 +105,12 @@ KVState = tuple[tuple[str, str, int], ...]
 
 class SimClock(Clock):
     """A ``task.Clock`` that calls ``after_event()`` after every delayed call it runs, so
-    invariants are checked between any two events, and runs one due time at a time."""
+    invariants are checked between any two events, and runs one due time at a time.
+
+    The same order as ``Clock`` (by time, then by scheduling order), without its sort of
+    every pending call on every ``callLater`` and every call run: a new call is inserted
+    after the last one due no later (bisect), so the list stays sorted. (``Clock`` re-sorts
+    for ``DelayedCall.reset``/``delay``, which nothing scheduled here uses.)"""
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,7 +118,20 @@ class SimClock(Clock):
         self.events = 0
 
     def callLater(self, delay: float, fn: Callable[..., object], *args: object, **kw: object):  # noqa: N802
-        return super().callLater(max(0.0, delay), self._run, fn, args, kw)
+        calls = self.calls
+        call = DelayedCall(
+            self.rightNow + max(0.0, delay), self._run, (fn, args, kw), {}, calls.remove, _ignore, self.seconds
+        )
+        bisect.insort_right(calls, call, key=DelayedCall.getTime)
+        return call
+
+    def advance(self, amount: float) -> None:
+        self.rightNow += amount
+        calls = self.calls
+        while calls and calls[0].getTime() <= self.rightNow:
+            call = calls.pop(0)
+            call.called = 1
+            call.func(*call.args, **call.kw)
 
     def _run(self, fn: Callable[..., object], args: tuple, kw: dict) -> None:
         self.events += 1
@@ -108,6 +151,10 @@ class SimClock(Clock):
             return False
         self.advance(max(0.0, when - self.seconds()))
         return True
+
+
+def _ignore(call: object) -> None:
+    pass
 
 
 class _DeadCall:
@@ -156,6 +203,20 @@ class NodeReactor:
 # ---------------------------------------------------------------------------- storage
 
 
+class SimDisk(MemoryStorage):
+    """``MemoryStorage`` that, like ``leifdb.storage.disklog.DiskLog``, ignores appended
+    entries at or below the snapshot boundary (the snapshot holds them).
+
+    The node may persist a ``Ready``'s entries after compacting to a snapshot installed in
+    the same ``Ready`` (the snapshot first, then the entries): ``MemoryStorage.append``
+    keeps them, leaving a log that starts below its snapshot, and the next start fails
+    with ``LogInvariantError: entry N does not follow last index S``."""
+
+    def append(self, entries: Sequence[Entry]) -> None:
+        boundary = self._durable.snapshot.last_included_index
+        super().append([e for e in entries if e.index > boundary])
+
+
 class SimAsyncStorage(StorageQueue):
     """``ThreadedStorage``'s queue and group commit (the same class), but the "worker" is
     simulated time on the node's reactor: each job (a persist batch, or a ``call``) runs
@@ -185,124 +246,6 @@ class SimAsyncStorage(StorageQueue):
 
         self._reactor.callLater(self._delay(), work)
         return d
-
-
-class MemorySnapshotStore:
-    """In-memory ``leifdb.storage.SnapshotStore`` with the methods the node uses and the
-    same contracts: CRC-32C checksums verified by ``latest`` and ``finish_receive``,
-    chunked receive that must continue where the partial snapshot ends (offset 0 restarts),
-    the newest ``retain`` snapshots kept.
-
-    ``chunk_bytes`` caps what ``read_chunk`` returns ("up to ``max_bytes``"), so small
-    simulated snapshots still travel in several ``InstallSnapshot`` chunks. Saved and
-    received snapshots are durable at once; ``crash()`` forgets a partial transfer."""
-
-    def __init__(self, retain: int = 2, chunk_bytes: int | None = None) -> None:
-        self.retain = retain
-        self.chunk_bytes = chunk_bytes
-        self._snapshots: dict[tuple[int, int], tuple[SnapshotMeta, bytes]] = {}
-        self._partial: tuple[SnapshotMeta, bytearray] | None = None
-        self.saved = 0
-        self.received = 0
-        self.rejected = 0
-        self.chunks_read = 0
-
-    # -- local snapshots
-
-    def save(
-        self, last_included_index: int, last_included_term: int, source: BinaryIO | bytes | Iterable[bytes]
-    ) -> SnapshotMeta:
-        data = _read_all(source)
-        meta = SnapshotMeta(last_included_index, last_included_term, crc32c(data), len(data))
-        self._install(meta, data)
-        self.saved += 1
-        return meta
-
-    def latest(self) -> tuple[SnapshotMeta, tuple[int, int]] | None:
-        for meta, data in self.list():
-            if len(data) == meta.size and crc32c(data) == meta.checksum:
-                return meta, (meta.last_included_index, meta.last_included_term)
-            del self._snapshots[(meta.last_included_index, meta.last_included_term)]
-        return None
-
-    def list(self) -> list[tuple[SnapshotMeta, bytes]]:
-        return [self._snapshots[k] for k in sorted(self._snapshots, reverse=True)]
-
-    def open(self, meta: SnapshotMeta) -> BinaryIO:
-        return io.BytesIO(self._find(meta))
-
-    def read_chunk(self, meta: SnapshotMeta, offset: int, max_bytes: int) -> bytes:
-        if not 0 <= offset <= meta.size or max_bytes < 0:
-            raise ValueError(f"offset {offset} is outside snapshot of {meta.size} bytes")
-        data = self._find(meta)
-        count = min(max_bytes, meta.size - offset)
-        if self.chunk_bytes is not None:
-            count = min(count, self.chunk_bytes)
-        self.chunks_read += 1
-        return data[offset : offset + count]
-
-    # -- receiving
-
-    def write_chunk(self, meta: SnapshotMeta, offset: int, data: bytes) -> int:
-        if offset + len(data) > meta.size:
-            end = offset + len(data)
-            raise ValueError(f"chunk [{offset}, {end}) runs past the snapshot's {meta.size} bytes")
-        if offset == 0 or self._partial is None or self._partial[0] != meta:
-            if offset != 0:
-                self._partial = (meta, bytearray())
-                raise ChunkOffsetError(offset, 0)
-            self._partial = (meta, bytearray())
-        buffer = self._partial[1]
-        if offset != len(buffer):
-            raise ChunkOffsetError(offset, len(buffer))
-        buffer += data
-        return len(buffer)
-
-    def finish_receive(self, meta: SnapshotMeta) -> bool:
-        partial, self._partial = self._partial, None
-        if partial is None or partial[0] != meta:
-            return False
-        data = bytes(partial[1])
-        if len(data) != meta.size or crc32c(data) != meta.checksum:
-            self.rejected += 1
-            return False
-        self._install(meta, data)
-        self.received += 1
-        return True
-
-    def abort_receive(self) -> None:
-        self._partial = None
-
-    def close(self) -> None:
-        pass
-
-    def crash(self) -> None:
-        """A partial transfer is not fsynced: gone."""
-        self._partial = None
-
-    # -- internals
-
-    def _find(self, meta: SnapshotMeta) -> bytes:
-        found = self._snapshots.get((meta.last_included_index, meta.last_included_term))
-        if found is None or found[0] != meta:
-            raise SnapshotNotFound(f"no snapshot {meta}")
-        return found[1]
-
-    def _install(self, meta: SnapshotMeta, data: bytes) -> None:
-        self._snapshots[(meta.last_included_index, meta.last_included_term)] = (meta, data)
-        for key in sorted(self._snapshots, reverse=True)[self.retain :]:
-            del self._snapshots[key]
-        if self._partial is not None and self._partial[0].last_included_index <= meta.last_included_index:
-            self._partial = None
-
-
-def _read_all(source: BinaryIO | bytes | Iterable[bytes]) -> bytes:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source)
-    read = getattr(source, "read", None)
-    if read is not None:
-        return read()
-    return b"".join(bytes(chunk) for chunk in source)
 
 
 # ---------------------------------------------------------------------------- network
@@ -341,11 +284,11 @@ class SimNetwork:
         self.delivered = 0
         self.lost = 0
 
-    def attach(self, node: Node) -> None:
-        self.nodes[node.config.node_id] = node
+    def attach(self, endpoint: SimTransport) -> None:
+        self.nodes[endpoint.node_id] = endpoint
 
-    def detach(self, node_id: str, node: Node | None = None) -> None:
-        if node is None or self.nodes.get(node_id) is node:
+    def detach(self, node_id: str, endpoint: SimTransport | None = None) -> None:
+        if endpoint is None or self.nodes.get(node_id) is endpoint:
             self.nodes.pop(node_id, None)
 
     def connected(self, src: str, dst: str) -> bool:
@@ -370,10 +313,10 @@ class SimNetwork:
         self._cut.clear()
         self._reported.clear()
 
-    def send(self, sender: Node, msg: Message) -> None:
+    def send(self, sender: SimTransport, msg: Message) -> None:
         self.sent += 1
         link = (msg.src, msg.dst)
-        payload = encode_message(msg, src_http_address=sender.config.http_address)
+        payload = encode_message(msg, src_http_address=sender.http_address)
         if link in self._cut:
             self.lost += 1
             if link not in self._reported:
@@ -412,28 +355,38 @@ class SimNetwork:
             return
         frame = decode_frame(payload)
         self.delivered += 1
-        node.receive(frame.body, frame.src_http_address)
+        node.on_message(frame.body, frame.src_http_address)
 
-    def _unreachable(self, sender: Node, peer: str) -> None:
-        if self.nodes.get(sender.config.node_id) is sender:
-            sender.peer_unreachable(peer)
+    def _unreachable(self, sender: SimTransport, peer: str) -> None:
+        if self.nodes.get(sender.node_id) is sender:
+            sender.on_unreachable(peer)
 
 
 class SimTransport:
-    """One node incarnation's view of ``SimNetwork``; ``stop()`` silences it."""
+    """One node incarnation's ``leifdb.ports.Transport`` on ``SimNetwork``; ``stop()``
+    silences it."""
 
-    def __init__(self, network: SimNetwork, node: Node) -> None:
+    def __init__(self, network: SimNetwork, node_id: str, http_address: str) -> None:
         self._network = network
-        self._node = node
+        self.node_id = node_id
+        self.http_address = http_address
+        self.on_message: Callable[[Message, str], None] = lambda msg, http: None
+        self.on_unreachable: Callable[[str], None] = lambda peer: None
         self.stopped = False
+
+    def attach(self, on_message: Callable[[Message, str], None],
+               on_peer_unreachable: Callable[[str], None]) -> None:
+        self.on_message, self.on_unreachable = on_message, on_peer_unreachable
+        if not self.stopped:
+            self._network.attach(self)
 
     def send(self, msg: Message) -> None:
         if not self.stopped:
-            self._network.send(self._node, msg)
+            self._network.send(self, msg)
 
     def stop(self) -> Deferred:
         self.stopped = True
-        self._network.detach(self._node.config.node_id, self._node)
+        self._network.detach(self.node_id, self)
         return defer.succeed(None)
 
 
@@ -476,6 +429,97 @@ class ReadOp:
     error: str | None = None
 
 
+@dataclass
+class TxnCall:
+    """A client ``service.txn``. A transaction that writes is checked like a ``WriteOp``
+    (its ``TxnResult`` against the committed log's entry at its revision); a read-only one
+    like a ``ReadOp`` (served at a revision >= ``required``) and its result against the
+    committed log's state at that revision. ``outcome`` as for ``WriteOp``, plus ``fail``
+    for a read-only one that was refused."""
+
+    op_id: int
+    node: str
+    txn: Txn
+    invoked_seq: int
+    required_acked: int
+    required_applied: int
+    consistency: str = CONSISTENCY_LINEARIZABLE
+    outcome: str = "pending"
+    result: TxnResult | None = None
+    error: str | None = None
+
+    @property
+    def writes(self) -> bool:
+        return not self.txn.read_only
+
+
+@dataclass(eq=False)
+class SimWatcher:
+    """A client of ``service.watch`` that outlives the nodes it watches through: when its
+    node crashes or stops it is re-attached to another node from ``position + 1`` (like an
+    SSE client sending Last-Event-ID); after a ``compacted`` or ``overflow`` close, or a
+    ``Compacted`` refusal, it skips to the current revision, and the revisions skipped are
+    a recorded gap. ``stall_rate``: how often ``events()`` answers False (back-pressure);
+    it resumes after ``stall_for`` seconds.
+
+    The stream is checked as it arrives (ordered, unique, atomic: one revision per call,
+    only matching keys, nothing after a bookmark or before the attachment's start) and,
+    once the committed log gets there, against the reference change log (reliable: every
+    matching change of every revision from ``start`` to ``position`` outside the gaps, with
+    equal fields; bookmarkable: a bookmark at R covers every change up to R)."""
+
+    wid: int
+    key: str
+    prefix: bool
+    stall_rate: float = 0.0
+    stall_for: tuple[float, float] = (0.001, 0.2)
+    node: str | None = None
+    handle: Any = None
+    generation: int = 0
+    start: int = 0  # the first revision the stream covers
+    attach_start: int = 0  # the start revision of the current attachment
+    base: int = 0  # the position an attachment or skip started from
+    last_event: int = 0
+    bookmark: int = 0
+    verified: int = 0  # checked against the reference up to here
+    stalled: bool = False
+    skip_to_current: bool = False
+    attachments: int = 0
+    events_seen: int = 0
+    bookmarks_seen: int = 0
+    closes: list[str] = field(default_factory=list)  # why attachments ended
+    gap_log: list[tuple[int, int, str]] = field(default_factory=list)  # (first, last, why)
+    received: list[tuple[int, tuple[Event, ...]]] = field(default_factory=list)  # for tests
+    pending: deque = field(default_factory=deque)  # (revision, events) not yet checked
+    gaps: deque = field(default_factory=deque)  # (first, last) not yet passed by the check
+
+    @property
+    def position(self) -> int:
+        """Every matching change up to here was delivered (the Last-Event-ID)."""
+        return max(self.base, self.last_event, self.bookmark)
+
+    def __str__(self) -> str:
+        what = f"prefix {self.key!r}" if self.prefix else f"key {self.key!r}"
+        return f"watcher {self.wid} ({what} on {self.node}, at {self.position})"
+
+
+class _WatchSink:
+    """One attachment of a ``SimWatcher`` (a ``WatchSink``): calls are forwarded with the
+    attachment's generation, so anything a dead or cancelled attachment delivers is noticed."""
+
+    def __init__(self, sim: NodeSim, watcher: SimWatcher, generation: int) -> None:
+        self._sim, self._watcher, self._generation = sim, watcher, generation
+
+    def events(self, events: list[Event]) -> bool:
+        return self._sim._watch_events(self._watcher, self._generation, events)
+
+    def progress(self, revision: int) -> None:
+        self._sim._watch_progress(self._watcher, self._generation, revision)
+
+    def closed(self, reason: str, compact_revision: int | None = None) -> None:
+        self._sim._watch_closed(self._watcher, self._generation, reason, compact_revision)
+
+
 # ---------------------------------------------------------------------------- the harness
 
 
@@ -496,6 +540,7 @@ class SimOptions:
     fifo: bool = False
     proposal_timeout: float = 2.0
     max_events_per_run: int = 200_000
+    limits: ServiceLimits = ServiceLimits(progress_interval=0.25)
 
     @property
     def election_timeout(self) -> float:
@@ -529,6 +574,7 @@ class _Slot:
     stopping: bool = False
     last_applied: int = -1
     checked: _Checked | None = None
+    led_term: int | None = None
 
 
 def kv_state(kv: KVStore) -> KVState:
@@ -555,12 +601,19 @@ class NodeSim:
         self.ids = [f"n{i + 1}" for i in range(self.options.nodes)]
         self.members = tuple(Member(i, f"{i}:7000", f"{i}:8000") for i in self.ids)
         self.slots = {
-            i: _Slot(i, MemoryStorage(), MemorySnapshotStore(opts.retain_snapshots, opts.snapshot_chunk_bytes))
+            i: _Slot(i, SimDisk(), MemorySnapshotStore(opts.retain_snapshots, opts.snapshot_chunk_bytes))
             for i in self.ids
         }
         self.checker = SafetyChecker()
+        self.services: dict[Node, KVService] = {}
         self.writes: list[WriteOp] = []
         self.reads: list[ReadOp] = []
+        self.txns: list[TxnCall] = []
+        self.watchers: list[SimWatcher] = []
+        self._detached: list[SimWatcher] = []
+        self._watch_rng = random.Random(f"watch/{seed}")
+        self._unverified_txn_acks: list[TxnCall] = []
+        self._unverified_txn_reads: list[TxnCall] = []
         self._op_ids = itertools.count(1)
         self.seq = 0
         self.max_applied = 0
@@ -615,6 +668,10 @@ class NodeSim:
     def node(self, node_id: str) -> Node | None:
         slot = self.slots[node_id]
         return None if slot.stopping else slot.node
+
+    def kv(self, node_id: str) -> KVStore:
+        """The applied state of the node up as ``node_id``."""
+        return self.services[self.slots[node_id].node].kv
 
     def up(self) -> list[Node]:
         return [n for i in self.ids if (n := self.node(i)) is not None]
@@ -674,6 +731,12 @@ class NodeSim:
         for read in self.reads:
             if read.outcome == "pending" and read.node == node_id:
                 read.outcome = "lost"
+        for call in self.txns:
+            if call.outcome == "pending" and call.node == node_id:
+                call.outcome, call.error = ("unknown" if call.writes else "lost"), "node crashed"
+        for watcher in self.watchers:
+            if watcher.node == node_id:
+                self._detach(watcher, "crash")
 
     def restart(self, node_id: str) -> None:
         slot = self.slots[node_id]
@@ -703,10 +766,12 @@ class NodeSim:
         d.addBoth(stopped)
 
     def _forget(self, slot: _Slot) -> None:
+        self.services.pop(slot.node, None)
         slot.node = None
         slot.reactor = None
         slot.checked = None
         slot.last_applied = -1
+        slot.led_term = None
         self.checker.forget_node(slot.node_id)
 
     def _start(self, node_id: str) -> None:
@@ -733,25 +798,32 @@ class NodeSim:
                 return opts.slow_fsync
             return fsync_rng.uniform(*opts.fsync)
 
-        def open_storage(_config: NodeConfig, node_reactor: Any) -> tuple[SimAsyncStorage, Any]:
-            return SimAsyncStorage(slot.disk, node_reactor, fsync_delay), slot.snapshots
-
-        def make_transport(node: Node) -> SimTransport:
-            self.network.attach(node)
-            return SimTransport(self.network, node)
-
+        service = KVService(
+            reactor,
+            limits=opts.limits,
+            proposal_timeout=opts.proposal_timeout,
+            read_timeout=max(2.0, 3 * opts.election_timeout),
+        )
         node = Node(
             config,
             reactor=reactor,
             rng=random.Random(f"node/{self.seed}/{node_id}/{slot.incarnation}"),
-            open_storage=open_storage,
-            make_transport=make_transport,
-            proposal_timeout=opts.proposal_timeout,
+            storage=SimAsyncStorage(slot.disk, reactor, fsync_delay),
+            snapshots=slot.snapshots,
+            transport=SimTransport(self.network, node_id, config.http_address),
+            application=service,
         )
+        service.attach(node)
+        self.services[node] = service
         slot.node, slot.reactor = node, reactor
         slot.checked = _Checked(node_id, slot.incarnation, node)
         d = node.start()
-        d.addErrback(lambda f: self._problems.append(f"{node_id} failed to start: {f.getTraceback()}"))
+        d.addErrback(self._start_failed, node_id, node)
+
+    def _start_failed(self, failure: Failure, node_id: str, node: Node) -> None:
+        if node._stopping and failure.check(StorageClosed):
+            return  # stopped (restart_gracefully) before it finished starting
+        self._problems.append(f"{node_id} failed to start: {failure.getTraceback()}")
 
     # -- clients
 
@@ -763,23 +835,27 @@ class NodeSim:
         if node is None:
             op.outcome, op.error = "fail", "node down"
             return op
-        try:
-            d = node.submit(command)
-        except NotLeaderError:
+        service = self.services[node]
+        if isinstance(command, Put):
+            d = service.put(command.key, command.value, command.condition)
+        else:
+            d = service.delete(command.key, command.condition)
+        if d.called and isinstance(d.result, Failure) and d.result.check(NotLeaderError):
+            d.addErrback(lambda _: None)
             op.outcome, op.error = "fail", "not leader"
             return op
         self._note("submit", node_id, command)
         d.addCallbacks(self._write_acked, self._write_failed, callbackArgs=(op,), errbackArgs=(op,))
         return op
 
-    def _write_acked(self, result: ApplyResult, op: WriteOp) -> None:
+    def _write_acked(self, result: WriteResult, op: WriteOp) -> None:
         if op.outcome != "pending":
             self._problems.append(f"write {op} answered twice (now with {result})")
             return
         op.outcome, op.result, op.acked_seq = "ok", result, self.seq
         self._note("ack", op.node, op.command, result)
         command = op.command
-        if not isinstance(result, ApplyResult) or result.revision <= 0:
+        if not isinstance(result, WriteResult) or result.revision <= 0:
             self._problems.append(f"write {op} acknowledged with {result!r}")
             return
         if result.ok:
@@ -809,9 +885,9 @@ class NodeSim:
         if node is None:
             op.outcome, op.error = "fail", "node down"
             return op
-        try:
-            d = node.read_barrier()
-        except NotLeaderError:
+        d = self.services[node].barrier()
+        if d.called and isinstance(d.result, Failure) and d.result.check(NotLeaderError):
+            d.addErrback(lambda _: None)
             op.outcome, op.error = "fail", "node starting"
             return op
         d.addCallbacks(self._read_ready, self._read_failed, callbackArgs=(op, node), errbackArgs=(op,))
@@ -821,7 +897,7 @@ class NodeSim:
         if op.outcome != "pending":
             self._problems.append(f"read {op} answered twice")
             return
-        kv = node.kv
+        kv = self.services[node].kv
         op.outcome, op.applied_index, op.seen = "ok", kv.applied_index, kv.get(op.key)
         self._note("read", op.node, op.key, "->", op.seen, "at", op.applied_index)
         if op.applied_index < op.required_acked:
@@ -840,11 +916,367 @@ class NodeSim:
         if not failure.check(NotLeaderError, Unavailable):
             self._problems.append(f"read at {op.node} failed unexpectedly: {failure.getTraceback()}")
 
+    # -- transactions
+
+    def txn(self, node_id: str, txn: Txn, consistency: str = CONSISTENCY_LINEARIZABLE) -> TxnCall:
+        """``service.txn`` at ``node_id``: through the log if it writes, else after a read
+        barrier (or at once, ``stale``)."""
+        call = TxnCall(next(self._op_ids), node_id, txn, self.seq, self.max_acked, self.max_applied, consistency)
+        self.txns.append(call)
+        node = self.node(node_id)
+        if node is None:
+            call.outcome, call.error = "fail", "node down"
+            return call
+        d = self.services[node].txn(txn, consistency)
+        if d.called and isinstance(d.result, Failure) and d.result.check(NotLeaderError):
+            d.addErrback(lambda _: None)
+            call.outcome, call.error = "fail", "not leader"
+            return call
+        self._note("txn", node_id, txn)
+        d.addCallbacks(self._txn_answered, self._txn_failed, callbackArgs=(call,), errbackArgs=(call,))
+        return call
+
+    def _txn_answered(self, result: TxnResult, call: TxnCall) -> None:
+        if call.outcome != "pending":
+            self._problems.append(f"txn {call} answered twice (now with {result})")
+            return
+        call.outcome, call.result = "ok", result
+        self._note("txn ack", call.node, result)
+        if not isinstance(result, TxnResult) or result.revision < 0:
+            self._problems.append(f"txn {call} answered with {result!r}")
+            return
+        if call.writes:
+            if result.revision <= 0:
+                self._problems.append(f"txn {call} acknowledged at revision {result.revision}")
+                return
+            self.max_acked = max(self.max_acked, result.revision)
+            self._unverified_txn_acks.append(call)
+            return
+        if call.consistency == CONSISTENCY_LINEARIZABLE:
+            required = max(call.required_acked, call.required_applied)
+            if result.revision < required:
+                self._problems.append(
+                    f"stale read-only txn: {call.node} served {call.txn} at revision {result.revision}, but "
+                    f"revision {required} was acknowledged or applied before it began"
+                )
+        self._unverified_txn_reads.append(call)
+
+    def _txn_failed(self, failure: Failure, call: TxnCall) -> None:
+        if call.outcome not in ("pending", "unknown"):
+            self._problems.append(f"txn {call} answered twice (now with {failure.value!r})")
+            return
+        call.error = repr(failure.value)
+        if call.writes:
+            call.outcome = "unknown"
+            expected = failure.check(OutcomeUnknown)
+        else:
+            call.outcome = "fail"
+            expected = failure.check(NotLeaderError, Unavailable)
+        if not expected:
+            self._problems.append(f"txn {call.txn} at {call.node} failed unexpectedly: {failure.getTraceback()}")
+
+    def _verify_txns(self) -> None:
+        """Acknowledged transactions against the reference, once it has their revision."""
+        top = self._ref.applied_index
+        if self._unverified_txn_acks:
+            pending = []
+            for call in self._unverified_txn_acks:
+                got = self._ref_results.get(call.result.revision)
+                if got is None:
+                    pending.append(call)
+                elif got[0] != call.txn or got[1].txn != call.result:
+                    raise self._violation(
+                        f"acknowledged {call.txn} -> {call.result} at {call.node}, but the committed log "
+                        f"holds {got[0]} -> {got[1] and got[1].txn} at index {call.result.revision}"
+                    )
+            self._unverified_txn_acks = pending
+        if self._unverified_txn_reads:
+            pending = []
+            for call in self._unverified_txn_reads:
+                revision = call.result.revision
+                if revision > top:
+                    pending.append(call)
+                    continue
+                want = self._store_at(revision).evaluate_txn(call.txn)
+                if want != call.result:
+                    raise self._violation(
+                        f"read-only {call.txn} at {call.node} gave {call.result}, but the committed "
+                        f"state at revision {revision} gives {want}"
+                    )
+            self._unverified_txn_reads = pending
+
+    def _store_at(self, index: int) -> KVStore:
+        """The reference state at ``index`` (at most the replayed committed log)."""
+        if index == 0:
+            return KVStore()
+        state = self.states[index][0]
+        out = io.BytesIO()
+        items = (Item(k, v, r) for k, v, r in state)
+        kv_snapshot.dump(out, index, len(state), items, b"")
+        out.seek(0)
+        return KVStore.read_snapshot(out)[0]
+
+    # -- watchers
+
+    def watch(
+        self,
+        node_id: str,
+        key: str,
+        *,
+        prefix: bool = False,
+        start_revision: int | None = None,
+        stall_rate: float = 0.0,
+        stall_for: tuple[float, float] = (0.001, 0.2),
+    ) -> SimWatcher:
+        """A watcher of ``key`` (or the keys under it) at ``node_id`` from
+        ``start_revision`` (None: after the node's current revision; one the node no longer
+        keeps: after its current revision too). ``node_id`` down: at the first node up."""
+        watcher = SimWatcher(len(self.watchers) + 1, key, prefix, stall_rate, stall_for)
+        self.watchers.append(watcher)
+        node = self.node(node_id)
+        if node is None or node.core is None:
+            watcher.skip_to_current = True
+            watcher.base = -1
+            self._detached.append(watcher)
+            return watcher
+        self._attach(watcher, node_id, start_revision, first=True)
+        return watcher
+
+    def disconnect(self, watcher: SimWatcher) -> None:
+        """The client goes away (``WatchHandle.cancel``): nothing more may be delivered."""
+        if watcher.handle is not None:
+            watcher.handle.cancel()
+        if watcher.node is not None:
+            self._detach(watcher, "disconnect", reattach=False)
+
+    def reconnect(self, watcher: SimWatcher, node_id: str | None = None) -> None:
+        """Resume a disconnected (or detached) watcher at ``node_id`` (None: at random)
+        from its position + 1."""
+        if watcher.node is not None:
+            self.disconnect(watcher)
+        if watcher in self._detached:
+            self._detached.remove(watcher)
+        candidates = self._watchable() if node_id is None else [node_id]
+        if not candidates or self.node(candidates[0]) is None:
+            self._detached.append(watcher)
+            return
+        self._attach(watcher, self._watch_rng.choice(candidates))
+
+    def _watchable(self) -> list[str]:
+        return [i for i in self.ids if (n := self.node(i)) is not None and n.core is not None]
+
+    def _attach(
+        self, watcher: SimWatcher, node_id: str, start_revision: int | None = None, *, first: bool = False
+    ) -> None:
+        service = self.services[self.node(node_id)]
+        for attempt in range(2):
+            watcher.generation += 1
+            generation = watcher.generation
+            current = service.revision
+            if first:
+                start = start_revision
+            elif watcher.skip_to_current and current >= watcher.position:
+                start = None if self._watch_rng.random() < 0.5 else current + 1
+            else:
+                start = watcher.position + 1
+            want = current + 1 if start is None else start
+            position = watcher.position
+            watcher.node, watcher.attach_start = node_id, want
+            watcher.stalled = False
+            sink = _WatchSink(self, watcher, generation)
+            try:
+                handle = service.watch(sink, watcher.key, prefix=watcher.prefix, start_revision=start)
+            except Compacted as exc:
+                watcher.node = None
+                if not want < exc.compact_revision <= current + 1:
+                    self._problems.append(
+                        f"{watcher}: {node_id} refused start {want} as compacted at {exc.compact_revision} "
+                        f"(its revision is {current})"
+                    )
+                self._note("watch", watcher.wid, node_id, "from", want, "compacted at", exc.compact_revision)
+                if not first:
+                    watcher.closes.append("Compacted")
+                first, watcher.skip_to_current = False, True
+                if attempt == 0:
+                    continue
+                self._problems.append(f"{watcher}: watching from {node_id}'s current revision failed")
+                return
+            break
+        watcher.attachments += 1
+        self._note("watch", watcher.wid, watcher.key + ("*" if watcher.prefix else ""), node_id, "from", want)
+        if handle.start_revision != want:
+            self._problems.append(f"{watcher}: asked to start at {want}, the watch starts at {handle.start_revision}")
+        # (replayed changes may have arrived already: ``position`` is from before the call)
+        if watcher.attachments == 1:
+            watcher.start = want
+            watcher.verified = watcher.base = want - 1
+        elif want > position + 1:
+            self._record_gap(watcher, position + 1, want - 1)
+            watcher.base = max(watcher.base, want - 1)
+        elif want != position + 1:
+            self._problems.append(f"{watcher}: resumed at {want}, not right after its position {position}")
+        watcher.skip_to_current = False
+        if watcher.generation == generation:
+            watcher.handle = handle
+
+    def _record_gap(self, watcher: SimWatcher, first: int, last: int) -> None:
+        reason = watcher.closes[-1] if watcher.closes else "?"
+        watcher.gaps.append((first, last))
+        watcher.gap_log.append((first, last, reason))
+        self._note("watch gap", watcher.wid, first, "..", last, reason)
+
+    def _detach(self, watcher: SimWatcher, why: str, *, reattach: bool = True) -> None:
+        watcher.generation += 1
+        watcher.node, watcher.handle, watcher.stalled = None, None, False
+        self._note("watch detached", watcher.wid, why)
+        if reattach:
+            self._detached.append(watcher)
+
+    def _reattach_detached(self) -> None:
+        candidates = self._watchable()
+        if not candidates:
+            return
+        detached, self._detached = self._detached, []
+        for watcher in detached:
+            if watcher.base < 0:  # created while its node was down
+                watcher.base = 0
+                self._attach(watcher, self._watch_rng.choice(candidates), None, first=True)
+            else:
+                self._attach(watcher, self._watch_rng.choice(candidates))
+
+    def _watch_events(self, watcher: SimWatcher, generation: int, events: list[Event]) -> bool:
+        if generation != watcher.generation:
+            self._problems.append(f"{watcher}: events {events} delivered to a cancelled or dead attachment")
+            return True
+        if watcher.stalled:
+            self._problems.append(f"{watcher}: events {events} delivered while the sink was full")
+        if not events:
+            self._problems.append(f"{watcher}: an empty events() call")
+            return True
+        revision = events[0].revision
+        if any(e.revision != revision for e in events):
+            self._problems.append(f"{watcher}: one events() call mixes revisions: {events}")
+        if revision == watcher.last_event:
+            self._problems.append(
+                f"{watcher}: revision {revision} delivered again: a duplicate, or one revision's changes "
+                f"split over more than one events() call (unique, atomic)"
+            )
+        elif revision < watcher.last_event:
+            self._problems.append(f"{watcher}: revision {revision} delivered after {watcher.last_event} (order)")
+        if revision <= watcher.bookmark:
+            self._problems.append(f"{watcher}: revision {revision} delivered after a bookmark at {watcher.bookmark}")
+        if revision < watcher.attach_start:
+            self._problems.append(f"{watcher}: revision {revision} is before the watch's start {watcher.attach_start}")
+        stray = [e for e in events if not matches(e.key, watcher.key, watcher.prefix)]
+        if stray:
+            self._problems.append(f"{watcher}: got changes of other keys: {stray}")
+        watcher.last_event = revision
+        watcher.events_seen += len(events)
+        watcher.pending.append((revision, tuple(events)))
+        watcher.received.append(watcher.pending[-1])
+        if watcher.stall_rate and self._watch_rng.random() < watcher.stall_rate:
+            watcher.stalled = True
+            self.clock.callLater(self._watch_rng.uniform(*watcher.stall_for), self._watch_resume, watcher, generation)
+            return False
+        return True
+
+    def _watch_resume(self, watcher: SimWatcher, generation: int) -> None:
+        if generation == watcher.generation and watcher.stalled:
+            watcher.stalled = False
+            if watcher.handle is not None:
+                watcher.handle.resume()
+
+    def _watch_progress(self, watcher: SimWatcher, generation: int, revision: int) -> None:
+        if generation != watcher.generation:
+            self._problems.append(f"{watcher}: a bookmark at {revision} sent to a cancelled or dead attachment")
+            return
+        if revision < watcher.last_event or revision < watcher.bookmark:
+            self._problems.append(
+                f"{watcher}: a bookmark at {revision} after revision {max(watcher.last_event, watcher.bookmark)}"
+            )
+        watcher.bookmark = max(watcher.bookmark, revision)
+        watcher.bookmarks_seen += 1
+
+    def _watch_closed(self, watcher: SimWatcher, generation: int, reason: str, compact: int | None) -> None:
+        if generation != watcher.generation:
+            self._problems.append(f"{watcher}: closed ({reason}) sent to a cancelled or dead attachment")
+            return
+        self._note("watch closed", watcher.wid, reason, compact)
+        watcher.closes.append(reason)
+        if reason == "compacted":
+            if compact is None or compact <= watcher.position + 1:
+                self._problems.append(
+                    f"{watcher}: closed as compacted at {compact}, but nothing after {watcher.position} is missing"
+                )
+            watcher.skip_to_current = True
+        elif reason == "overflow":
+            watcher.skip_to_current = True
+        elif reason != "shutdown":
+            self._problems.append(f"{watcher}: closed for an unexpected reason {reason!r}")
+        self._detach(watcher, reason)
+
+    def _check_watchers(self) -> None:
+        """Each watcher's stream against the reference change log, as far as both go."""
+        top = self._ref.applied_index
+        for watcher in self.watchers:
+            limit = min(top, watcher.position)
+            if limit > watcher.verified:
+                self._verify_watcher(watcher, limit)
+
+    def _verify_watcher(self, watcher: SimWatcher, limit: int) -> None:
+        pending, gaps, results = watcher.pending, watcher.gaps, self._ref_results
+        revision = watcher.verified + 1
+        while revision <= limit:
+            if gaps and gaps[0][0] <= revision:
+                revision = max(revision, gaps.popleft()[1] + 1)
+                continue
+            result = results[revision][1]
+            expected = ()
+            if result is not None and result.events:
+                expected = tuple(e for e in result.events if matches(e.key, watcher.key, watcher.prefix))
+            head = pending[0] if pending else None
+            if expected:
+                if head is None or head[0] != revision:
+                    promise = (f"a bookmark at {watcher.bookmark}" if watcher.bookmark >= revision
+                               else f"revision {watcher.last_event} delivered")
+                    raise self._violation(
+                        f"{watcher} missed revision {revision}: the committed log changed {expected} there; "
+                        f"next delivered: {head}; yet {promise} (reliable/bookmarkable; gaps: {watcher.gap_log})"
+                    )
+                if head[1] != expected:
+                    raise self._violation(
+                        f"{watcher} got {head[1]} at revision {revision}, but the committed log's changes "
+                        f"there are {expected}"
+                    )
+                pending.popleft()
+            elif head is not None and head[0] == revision:
+                raise self._violation(
+                    f"{watcher} got {head[1]} at revision {revision}, where the committed log changed "
+                    f"nothing it watches ({result and result.events})"
+                )
+            revision += 1
+        watcher.verified = revision - 1
+        if pending and pending[0][0] <= watcher.verified:
+            raise self._violation(f"{watcher} got {pending[0]} inside a gap {watcher.gap_log}")
+
+    def watcher_lagging(self, watcher: SimWatcher) -> bool:
+        """Whether the reference holds a change ``watcher`` should have by now (when its node
+        has applied everything): one after its position, up to the replayed log."""
+        if watcher.node is None or watcher.stalled:
+            return True
+        for revision in range(watcher.position + 1, self._ref.applied_index + 1):
+            result = self._ref_results[revision][1]
+            if result is not None and any(matches(e.key, watcher.key, watcher.prefix) for e in result.events):
+                return True
+        return False
+
     # -- invariants
 
     def check(self) -> None:
         """Every per-event property; raises ``Violation``. Runs after every event."""
         self.seq += 1
+        if self._detached:
+            self._reattach_detached()
         if self._problems:
             raise self._violation(self._problems[0])
         checked = []
@@ -853,20 +1285,26 @@ class NodeSim:
             node = slot.node
             if node is None:
                 continue
-            if node._failed is not None:
+            if node._failed is not None and not (slot.stopping and node._failed.check(StorageClosed)):
+                # (StorageClosed during restart_gracefully: Node.stop() closed the storage
+                # while a Ready's chained storage calls were in flight, e.g. the compaction
+                # after a received snapshot; the next start compacts instead.)
                 trace = node._failed.getTraceback()
                 raise self._violation(f"{node_id} stopped on a storage failure: {trace}")
             if node.core is None:
                 continue
             checked.append(slot.checked)
-            if node.core.role is Role.LEADER and not node._stopping:
-                st = node.status()
-                if st["role"] != "leader":
+            core = node.core
+            if core.role is Role.LEADER and not node._stopping and slot.led_term != core.term:
+                # once per term led: status() agrees, and no one else led that term
+                slot.led_term = core.term
+                st = self.services[node].status()
+                if st.role != "leader":
                     raise self._violation(f"{node_id} leads in its core but status() says {st}")
-                owner = self.leader_of_term.setdefault(st["term"], node_id)
+                owner = self.leader_of_term.setdefault(st.term, node_id)
                 if owner != node_id:
-                    raise self._violation(f"two leaders in term {st['term']}: {owner} and {node_id}")
-            kv = node.kv
+                    raise self._violation(f"two leaders in term {st.term}: {owner} and {node_id}")
+            kv = self.services[node].kv
             if kv.applied_index != slot.last_applied:
                 slot.last_applied = kv.applied_index
                 self.max_applied = max(self.max_applied, kv.applied_index)
@@ -876,6 +1314,10 @@ class NodeSim:
         except Violation as exc:
             raise self._violation(str(exc)) from None
         self._replay_committed()
+        if self._unverified_txn_acks or self._unverified_txn_reads:
+            self._verify_txns()
+        if self.watchers:
+            self._check_watchers()
 
     def _observe_state(self, index: int, state: KVState, who: str) -> None:
         known = self.states.get(index)
@@ -906,7 +1348,9 @@ class NodeSim:
                 got = self._ref_results.get(op.result.revision)
                 if got is None:
                     pending.append(op)
-                elif got != (op.command, op.result):
+                elif got[0] != op.command or (got[1].ok, got[1].revision, got[1].current) != (
+                    op.result.ok, op.result.revision, op.result.current
+                ):
                     raise self._violation(
                         f"acknowledged {op.command} -> {op.result} at {op.node}, but the committed log "
                         f"holds {got[0]} -> {got[1]} at index {op.result.revision}"
@@ -948,23 +1392,65 @@ class NodeSim:
         if not self.run_until(acknowledged, start + budget - self.now):
             raise self._violation(
                 f"liveness: no write acknowledged within {budget:.2f}s (10 election timeouts) after healing; "
-                f"status: {[n.status() for n in self.up()]}"
+                f"status: {[self.services[n].status() for n in self.up()]}"
             )
         took = self.now - start
         if not self.run_until(self._converged, 20 * self.options.election_timeout):
-            raise self._violation(f"nodes did not converge: {[n.status() for n in self.up()]}")
+            raise self._violation(f"nodes did not converge: {[self.services[n].status() for n in self.up()]}")
         self.check_no_acknowledged_write_lost()
+        self._settle_watchers()
         return took
+
+    def _settle_watchers(self) -> None:
+        """Liveness of watches: once the cluster converged and the clients stop pushing
+        back, every watcher receives every change of the committed log it watches."""
+        if not self.watchers:
+            return
+        for watcher in self.watchers:
+            watcher.stall_rate = 0.0
+        budget = max(w.stall_for[1] for w in self.watchers) + 1.0
+        if not self.run_until(lambda: not any(map(self.watcher_lagging, self.watchers)), budget):
+            lagging = [str(w) for w in self.watchers if self.watcher_lagging(w)]
+            raise self._violation(f"watchers did not catch up with the committed log: {lagging}")
+
+    def _last_txn_writes(self, last: dict, uncertain: set[str]) -> None:
+        """Add what transactions that committed (acknowledged, or found in the committed
+        log when their outcome is unknown) left in their keys to ``last``; a transaction of
+        unknown outcome whose command is in the log more than once makes its keys
+        uncertain."""
+        calls = [c for c in self.txns if c.writes and c.outcome in ("ok", "unknown", "pending")]
+        if not calls:
+            return
+        found: dict[Txn, list[int]] = {}
+        for index, (cmd, _result) in self._ref_results.items():
+            if isinstance(cmd, Txn):
+                found.setdefault(cmd, []).append(index)
+        for call in calls:
+            if call.outcome == "ok":
+                indexes = [call.result.revision]
+            else:
+                indexes = found.get(call.txn, [])
+                if len(indexes) > 1:
+                    uncertain.update(op.key for op in call.txn.success + call.txn.failure
+                                     if isinstance(op, (Put, Delete)))
+                    continue
+            for index in indexes:
+                for e in self._ref_results[index][1].events:
+                    item = Item(e.key, e.value, index) if e.type == "put" else None
+                    if e.key not in last or last[e.key][0] < index:
+                        last[e.key] = (index, item, call)
 
     def _converged(self) -> bool:
         leader = self.leader()
         if leader is None or len(self.up()) != len(self.ids):
             return False
-        st = leader.status()
-        if st["commit_index"] != st["last_index"]:
+        st = self.services[leader].status()
+        if st.commit_index != st.last_index:
             return False
-        return all(n.kv.applied_index == st["commit_index"] for n in self.up()) and not any(
-            op.outcome == "pending" for op in self.writes if self.node(op.node) is not None
+        return all(self.services[n].kv.applied_index == st.commit_index for n in self.up()) and not any(
+            op.outcome == "pending"
+            for op in itertools.chain(self.writes, self.txns)
+            if self.node(op.node) is not None
         )
 
     def check_no_acknowledged_write_lost(self) -> None:
@@ -977,12 +1463,13 @@ class NodeSim:
         of uncertain outcome leaves its key unchecked."""
         leader = self.leader()
         assert leader is not None
-        final = kv_state(leader.kv)
-        applied = leader.kv.applied_index
+        final = kv_state(self.services[leader].kv)
+        applied = self.services[leader].kv.applied_index
         for node in self.up():
-            if kv_state(node.kv) != final or node.kv.applied_index != applied:
+            kv = self.services[node].kv
+            if kv_state(kv) != final or kv.applied_index != applied:
                 raise self._violation(
-                    f"{node.config.node_id} holds {_fmt(kv_state(node.kv))} at {node.kv.applied_index}, "
+                    f"{node.config.node_id} holds {_fmt(kv_state(kv))} at {kv.applied_index}, "
                     f"leader {leader.config.node_id} holds {_fmt(final)} at {applied}"
                 )
         in_log = {
@@ -990,8 +1477,9 @@ class NodeSim:
             for index, (cmd, result) in self._ref_results.items()
             if isinstance(cmd, Put)
         }
-        last: dict[str, tuple[int, Item | None, WriteOp]] = {}
+        last: dict[str, tuple[int, Item | None, Any]] = {}
         uncertain: set[str] = set()
+        self._last_txn_writes(last, uncertain)
         for op in self.writes:
             if op.outcome == "ok":
                 if op.result.revision > applied:
@@ -1012,10 +1500,11 @@ class NodeSim:
         for key, (index, want, op) in last.items():
             if key in uncertain:
                 continue
-            item = leader.kv.get(key)
+            item = self.services[leader].kv.get(key)
             if item != want:
                 raise self._violation(
-                    f"acknowledged write lost: the last write of {key!r} is {op.command} at revision {index} "
+                    f"acknowledged write lost: the last write of {key!r} is "
+                    f"{getattr(op, 'command', None) or op.txn} at revision {index} "
                     f"({op.outcome}), leaving {want}, but the cluster holds {item}"
                 )
 
