@@ -70,7 +70,7 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from tests.faults.history import (
     Condition,
@@ -401,6 +401,37 @@ class _Outcome:
 _CLOCK_EVERY = 2048
 
 
+def linked_calls(
+    specs: Sequence[Any],
+) -> tuple[int, int, int, list[int], list[int], list[tuple[float, int, int]]]:
+    """The search's two doubly linked lists over node ids (0 head of the main list, i+1
+    call of op i, n+1+i return of a required op i, 2n+1 main tail, 2n+2 head and 2n+3 tail
+    of the list of unknown writes): required calls and returns in time order, unknown
+    writes by invoke time. Returns (tail, u_head, u_tail, next, prev, unknown), ``unknown``
+    being (invoke, op, node id) of the unknown writes in invoke order. ``specs`` need
+    ``required``, ``invoke`` and ``complete``."""
+    n = len(specs)
+    tail = 2 * n + 1
+    u_head, u_tail = tail + 1, tail + 2
+    events = []
+    unknown = []
+    for i, s in enumerate(specs):
+        if s.required:
+            events.append((s.invoke, 0, i, i + 1))
+            events.append((s.complete, 1, i, n + 1 + i))
+        else:
+            unknown.append((s.invoke, i, i + 1))
+    events.sort()
+    unknown.sort()
+    nxt = [0] * (u_tail + 1)
+    prv = [0] * (u_tail + 1)
+    for chain in ([0] + [e[3] for e in events] + [tail], [u_head] + [u[2] for u in unknown] + [u_tail]):
+        for a, b in zip(chain, chain[1:]):
+            nxt[a] = b
+            prv[b] = a
+    return tail, u_head, u_tail, nxt, prv, unknown
+
+
 def _search(specs: list[_Spec], revs: _Revisions, deadline: float | None) -> _Outcome:
     """Wing & Gong / Lowe search over ``specs``; ok None if ``deadline`` passed first.
 
@@ -430,24 +461,7 @@ def _search(specs: list[_Spec], revs: _Revisions, deadline: float | None) -> _Ou
         return _Outcome(True, 0, None)
     # Node ids: 0 head of the main list, i+1 call of op i, n+1+i return of a required op i,
     # 2n+1 main tail, 2n+2 head and 2n+3 tail of the list of unknown writes.
-    tail = 2 * n + 1
-    u_head, u_tail = tail + 1, tail + 2
-    events = []
-    unknown = []
-    for i, s in enumerate(specs):
-        if s.required:
-            events.append((s.invoke, 0, i, i + 1))
-            events.append((s.complete, 1, i, n + 1 + i))
-        else:
-            unknown.append((s.invoke, i, i + 1))
-    events.sort()
-    unknown.sort()
-    nxt = [0] * (u_tail + 1)
-    prv = [0] * (u_tail + 1)
-    for chain in ([0] + [e[3] for e in events] + [tail], [u_head] + [u[2] for u in unknown] + [u_tail]):
-        for a, b in zip(chain, chain[1:]):
-            nxt[a] = b
-            prv[b] = a
+    tail, u_head, u_tail, nxt, prv, unknown = linked_calls(specs)
     required = [s.required for s in specs]
     observer = [s.mode != _APPLY for s in specs]  # never changes the value
     blind = [s.cond_kind == _NO_COND for s in specs]  # overwrites whatever was there

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from tests.faults.history import Op, Seen
+from tests.faults.linearizability import linked_calls
 
 _INF = float("inf")
 
@@ -678,24 +679,7 @@ def search(specs: list[Spec], nkeys: int, revs: GroupRevisions, deadline: float 
         for jv in once:
             waiting[jv] += 1
 
-    tail = 2 * n + 1
-    u_head, u_tail = tail + 1, tail + 2
-    events = []
-    unknown = []
-    for i, s in enumerate(specs):
-        if s.required:
-            events.append((s.invoke, 0, i, i + 1))
-            events.append((s.complete, 1, i, n + 1 + i))
-        else:
-            unknown.append((s.invoke, i, i + 1))
-    events.sort()
-    unknown.sort()
-    nxt = [0] * (u_tail + 1)
-    prv = [0] * (u_tail + 1)
-    for chain in ([0] + [e[3] for e in events] + [tail], [u_head] + [u[2] for u in unknown] + [u_tail]):
-        for a, b in zip(chain, chain[1:]):
-            nxt[a] = b
-            prv[b] = a
+    tail, u_head, u_tail, nxt, prv, unknown = linked_calls(specs)
     required = [s.required for s in specs]
     observer = [s.observer for s in specs]
     invoke = [s.invoke for s in specs]
