@@ -210,3 +210,18 @@ def test_node_histories_merge_into_one_reference_and_must_agree() -> None:
     assert any("kept nothing at revision 3" in p for p in merge_histories([early, other]).problems)
     forked = ("n3", 2, 3, {2: REF.changes[2], 3: [("put", "a", "9", "1", 2)]})
     assert any("disagree" in p for p in merge_histories([early, forked]).problems)
+
+
+def test_prev_consistency_is_not_checked_across_a_gap_in_the_reference():
+    """What a key held before a gap in the reference says nothing about after it; within
+    a span a wrong prev is still a problem."""
+    from tests.faults.watch import Reference, _prev_consistency
+
+    changes = {
+        2: [("put", "k", "a", None, 0)],
+        9: [("put", "k", "c", "b", 7)],  # 7 lies in the gap 4..8
+        10: [("put", "k", "d", "zzz", 1)],  # wrong: the previous change left ("c", 9)
+    }
+    ref = Reference(spans=[(1, 3), (9, 10)], changes=changes)
+    problems = _prev_consistency(ref)
+    assert len(problems) == 1 and "revision 10" in problems[0], problems

@@ -34,6 +34,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import bisect
 import random
 import threading
 import time
@@ -214,13 +215,17 @@ class Watcher(threading.Thread):
         data = message.json()
         if message.event == "message":
             change = _change(data) if isinstance(data, dict) else None
-            if change is None or message.id is None or str(data.get("revision")) != message.id:
+            # Only the last change of a revision carries the id (a resume never skips the
+            # rest of a transaction's changes); the others show the id carried over from
+            # before (SSE's last event id), so only an id equal to the revision completes it.
+            if change is None:
                 self.record(("bad", f"event {message!r}"))
                 return True
             revision = data["revision"]
             self.record(("event", revision, change))
-            self.last_id = revision
-            self.confirmed = max(self.confirmed, revision)
+            if message.id == str(revision):
+                self.last_id = revision
+                self.confirmed = max(self.confirmed, revision)
             return True
         if message.event == "progress":
             revision = data.get("revision") if isinstance(data, dict) else None
@@ -288,7 +293,6 @@ class Reference:
         return self.spans[-1][1] if self.spans else 0
 
     def covers(self, revision: int) -> bool:
-        import bisect
         k = bisect.bisect_right(self.spans, (revision, float("inf"))) - 1
         return k >= 0 and self.spans[k][0] <= revision <= self.spans[k][1]
 
@@ -439,7 +443,13 @@ def _prev_consistency(ref: Reference) -> list[str]:
     """Each change's prev_value/prev_revision must be the key's previous change."""
     problems = []
     last: dict[str, tuple[str | None, int]] = {}
+    span = None
     for r in sorted(ref.changes):
+        here = bisect.bisect_right(ref.spans, (r, float("inf"))) - 1
+        if here != span:
+            # A gap in the reference: what a key held before it says nothing after it.
+            last.clear()
+            span = here
         for kind, key, value, prev_value, prev_revision in ref.changes[r]:
             if key in last and (prev_value, prev_revision) != last[key]:
                 problems.append(f"reference: revision {r} {kind} {key!r} says prev "
