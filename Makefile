@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 # The source tree wins over the installed copy, so edits need no reinstall.
 export PYTHONPATH := $(CURDIR)
 
@@ -15,16 +16,21 @@ SEED ?=
 
 all: clean build test
 
-$(STAMP): pyproject.toml
+# Two stamps: running needs only the package; the tests add the dev extras on top.
+$(RUN_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q '.[dev]'
+	$(PY) -m pip install -q .
 	$(PY) -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
+	touch $@
+
+$(STAMP): $(RUN_STAMP)
+	$(PY) -m pip install -q '.[dev]'
 	touch $@
 
 build: $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(VENV)/bin/twistd -n --pidfile= leifdb --http-port $(HTTP_PORT) --raft-port $(RAFT_PORT)
 
 test: $(STAMP)
