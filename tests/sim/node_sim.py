@@ -7,6 +7,12 @@ only what ``Node`` lets us inject: ``open_storage`` (``SimAsyncStorage`` over ``
 ``MemoryStorage``, plus ``MemorySnapshotStore``) and ``make_transport`` (``SimTransport``
 over ``SimNetwork``, which round-trips every message through the protobuf wire codec).
 
+With ``SimOptions(storage="simfs")`` each node instead runs the real ``DiskStorage`` and
+``SnapshotStore`` over its own ``leifdb.storage.simfs.SimFileSystem`` (still under
+``SimAsyncStorage``): a crash keeps the page cache, and ``power_cut``/``power_cut_all`` (one
+node, or every node at once) keep only what was fsynced, sometimes plus a seeded random
+part of the unsynced writes, torn.
+
 Faults: fsyncs take simulated time and a crash (``NodeSim.crash``) loses everything not yet
 synced; messages are delayed, reordered (or kept FIFO per link), dropped, duplicated and
 partitioned (both ways or one way), or held back and released later (``hold_if``); they
@@ -76,8 +82,10 @@ from leifdb.service.kvservice import KVService
 from leifdb.nodeconfig import NodeConfig
 from leifdb.raft.messages import Entry, EntryType, Member, Message, Role
 from leifdb.raft.storage import MemoryStorage
+from leifdb.storage import DiskStorage, SnapshotStore
 from leifdb.storage.errors import StorageClosed
 from leifdb.storage.memory import MemorySnapshotStore
+from leifdb.storage.simfs import SimFileSystem
 from leifdb.storage.threaded import StorageQueue
 from leifdb.wire import decode_command, decode_frame, encode_message
 from tests.sim.invariants import SafetyChecker, Violation
@@ -541,6 +549,11 @@ class SimOptions:
     proposal_timeout: float = 2.0
     max_events_per_run: int = 200_000
     limits: ServiceLimits = ServiceLimits(progress_interval=0.25)
+    # "memory": ``SimDisk`` + ``MemorySnapshotStore`` per node; "simfs": the real
+    # ``DiskStorage`` + ``SnapshotStore`` over a ``SimFileSystem`` per node (what a power
+    # cut keeps is what was fsynced; see ``NodeSim.power_cut``).
+    storage: str = "memory"
+    segment_size: int = 16384  # simfs: small, so segments roll over
 
     @property
     def election_timeout(self) -> float:
@@ -566,8 +579,9 @@ class _Slot:
     """One member: its durable state outlives incarnations."""
 
     node_id: str
-    disk: MemoryStorage
-    snapshots: MemorySnapshotStore
+    disk: MemoryStorage | DiskStorage | None
+    snapshots: MemorySnapshotStore | SnapshotStore | None
+    fs: SimFileSystem | None = None  # simfs mode: the node's disk (disk/snapshots per incarnation)
     node: Node | None = None
     reactor: NodeReactor | None = None
     incarnation: int = 0
@@ -600,10 +614,17 @@ class NodeSim:
         self.network = SimNetwork(self.clock, self.rng, latency=self.options.latency, fifo=self.options.fifo)
         self.ids = [f"n{i + 1}" for i in range(self.options.nodes)]
         self.members = tuple(Member(i, f"{i}:7000", f"{i}:8000") for i in self.ids)
-        self.slots = {
-            i: _Slot(i, SimDisk(), MemorySnapshotStore(opts.retain_snapshots, opts.snapshot_chunk_bytes))
-            for i in self.ids
-        }
+        if opts.storage == "memory":
+            self.slots = {
+                i: _Slot(i, SimDisk(), MemorySnapshotStore(opts.retain_snapshots, opts.snapshot_chunk_bytes))
+                for i in self.ids
+            }
+        elif opts.storage == "simfs":
+            self.slots = {i: _Slot(i, None, None, fs=SimFileSystem()) for i in self.ids}
+        else:
+            raise ValueError(f"unknown storage mode {opts.storage!r}")
+        self._power_rng = random.Random(f"power/{seed}")
+        self.power_cuts = 0
         self.checker = SafetyChecker()
         self.services: dict[Node, KVService] = {}
         self.writes: list[WriteOp] = []
@@ -720,10 +741,55 @@ class NodeSim:
         if slot.node is None or slot.stopping:
             return
         self._note("crash", node_id)
+        self._kill(node_id)
+        if slot.fs is not None:
+            slot.fs.crash()  # descriptors and the lock go; the page cache stays
+        else:
+            slot.disk.crash()
+            slot.snapshots.crash()
+
+    def power_cut(self, node_id: str) -> None:
+        """The machine loses power: the process dies as in ``crash`` (also while it was
+        stopping gracefully) and, in simfs mode, its file system keeps only what was made
+        durable, sometimes (seeded) plus a random part of the unsynced writes and renames,
+        the next write possibly torn. In memory mode it is ``crash`` (the same loss).
+        The node stays down until ``restart`` (or ``settle``)."""
+        slot = self.slots[node_id]
+        if slot.node is None:
+            if slot.fs is not None:  # already down: its cache was flushed or lost on the cut before
+                self._cut_power(slot)
+            return
+        self._note("power cut", node_id)
+        self._kill(node_id)
+        if slot.fs is not None:
+            self._cut_power(slot)
+        else:
+            slot.disk.crash()
+            slot.snapshots.crash()
+
+    def power_cut_all(self, *, restart: bool = True) -> None:
+        """A cluster-wide power cut: every node at once (``power_cut``), then, if
+        ``restart``, every node boots again."""
+        self._note("power cut of every node")
+        self.power_cuts += 1
+        for node_id in self.ids:
+            self.power_cut(node_id)
+        if restart:
+            for node_id in self.ids:
+                self.restart(node_id)
+
+    def _cut_power(self, slot: _Slot) -> None:
+        rng = self._power_rng
+        keep = rng.random() < 0.5
+        slot.fs.power_cut(rng, keep_unsynced=keep, zero_fill=keep and rng.random() < 0.5)
+
+    def _kill(self, node_id: str) -> None:
+        """The incarnation's process is gone: timers, in-flight fsyncs, connections; the
+        clients' pending calls on it are never answered (outcome unknown)."""
+        slot = self.slots[node_id]
         slot.reactor.kill()
         self.network.detach(node_id)
-        slot.disk.crash()
-        slot.snapshots.crash()
+        slot.stopping = False  # a graceful stop in progress never finishes (its callback is ignored)
         self._forget(slot)
         for op in self.writes:
             if op.outcome == "pending" and op.node == node_id:
@@ -751,9 +817,12 @@ class NodeSim:
             return
         self._note("stop", node_id)
         slot.stopping = True
+        incarnation = slot.incarnation
         d = slot.node.stop()
 
         def stopped(result: object) -> None:
+            if slot.incarnation != incarnation or not slot.stopping:
+                return  # the power was cut while it stopped (``power_cut``)
             if isinstance(result, Failure):
                 self._problems.append(f"{node_id}.stop() failed: {result.getTraceback()}")
             slot.reactor.kill()
@@ -792,6 +861,15 @@ class NodeSim:
             retain_snapshots=opts.retain_snapshots,
         )
         fsync_rng = random.Random(f"fsync/{self.seed}/{node_id}/{slot.incarnation}")
+        if slot.fs is not None:
+            # A new process opens the data directory (the dead one's lock went with it).
+            try:
+                disk = DiskStorage.open(Path("/data") / node_id, fs=slot.fs, segment_size=opts.segment_size)
+                snapshots = SnapshotStore(disk.data_dir.snap_dir, retain=opts.retain_snapshots, fs=slot.fs)
+            except Exception:
+                self._problems.append(f"{node_id} failed to open its storage: {Failure().getTraceback()}")
+                return
+            slot.disk, slot.snapshots = disk, snapshots
 
         def fsync_delay() -> float:
             if fsync_rng.random() < opts.slow_fsync_rate:

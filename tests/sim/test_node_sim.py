@@ -473,6 +473,7 @@ class NodeSimulation(RuleBasedStateMachine):
     """One ``NodeSim`` per example; every event is checked by the harness itself."""
 
     size = 3
+    storage = "memory"  # SimOptions.storage (tests/sim/test_power_cut.py runs "simfs")
 
     def __init__(self) -> None:
         super().__init__()
@@ -496,7 +497,7 @@ class NodeSimulation(RuleBasedStateMachine):
     ) -> None:
         options = SimOptions(
             nodes=self.size, snapshot_entries=snapshot_entries, snapshot_chunk_bytes=chunk, fifo=fifo,
-            limits=LIMITS[limits],
+            limits=LIMITS[limits], storage=self.storage,
         )
         self.sim = NodeSim(options, seed=seed)
         self.sim.run_until(lambda: self.sim.leader() is not None, 10 * options.election_timeout)
@@ -791,7 +792,7 @@ class NodeSimulation(RuleBasedStateMachine):
         acked = sum(op.outcome == "ok" for op in sim.writes)
         event(f"acknowledged writes: {'0' if not acked else '1-9' if acked < 10 else '10+'}")
         event(f"read outcomes: {sorted({r.outcome for r in sim.reads})}")
-        received = sum(slot.snapshots.received for slot in sim.slots.values())
+        received = sum(getattr(slot.snapshots, "received", 0) for slot in sim.slots.values())
         event(f"snapshots installed from a leader: {'some' if received else 'none'}")
         event(f"simulated seconds: {'<1' if sim.now < 1 else '1-10' if sim.now < 10 else '10+'}")
         event(f"txn outcomes: {sorted({(c.writes, c.outcome) for c in sim.txns})}")
