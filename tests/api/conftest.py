@@ -3,8 +3,9 @@ short timeouts, always stopped by pid, whose node logs are printed when a test f
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import pytest
 
@@ -45,12 +46,30 @@ def timing_args(timing: tuple[int, int]) -> list[str]:
     return ["--election-timeout", str(election_ms), "--heartbeat-interval", str(heartbeat_ms)]
 
 
-def new_cluster(base_dir: Path, nodes: int, timing: tuple[int, int] = FAST) -> LocalCluster:
+def new_cluster(
+    base_dir: Path, nodes: int, timing: tuple[int, int] = FAST, extra_args: Sequence[str] = ()
+) -> LocalCluster:
     """A cluster of ``nodes`` on free ports, not started."""
     ports = free_ports(2 * nodes)
     return LocalCluster(
-        base_dir, ports[:nodes], ports[nodes:], extra_args=timing_args(timing), env=child_env()
+        base_dir, ports[:nodes], ports[nodes:], extra_args=[*timing_args(timing), *extra_args],
+        env=child_env(),
     )
+
+
+@contextmanager
+def running(cluster: LocalCluster, request) -> Iterator[LocalCluster]:
+    """Start ``cluster``, wait for a leader, and stop every node by pid afterwards; the
+    node logs are printed when a test of the session failed meanwhile."""
+    failed_before = request.session.testsfailed
+    try:
+        cluster.start()
+        cluster.wait_for_leader(LEADER_TIMEOUT)
+        yield cluster
+    finally:
+        cluster.stop(timeout=STOP_TIMEOUT)
+        if request.session.testsfailed > failed_before:
+            _dump_logs(cluster)
 
 
 @pytest.fixture
@@ -103,13 +122,5 @@ def make_proxied_cluster(request, tmp_path):
 def shared_cluster(request, tmp_path_factory) -> Iterator[LocalCluster]:
     """One healthy 3-node cluster (``STEADY`` timing) for a whole test module; tests
     must not fault it."""
-    cluster = new_cluster(tmp_path_factory.mktemp("shared"), 3, STEADY)
-    failed_before = request.session.testsfailed
-    try:
-        cluster.start()
-        cluster.wait_for_leader(LEADER_TIMEOUT)
+    with running(new_cluster(tmp_path_factory.mktemp("shared"), 3, STEADY), request) as cluster:
         yield cluster
-    finally:
-        cluster.stop(timeout=STOP_TIMEOUT)
-        if request.session.testsfailed > failed_before:
-            _dump_logs(cluster)

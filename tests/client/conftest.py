@@ -7,8 +7,7 @@ from typing import Iterator
 import pytest
 
 from leifdb.cluster import LocalCluster
-from tests.api.conftest import LEADER_TIMEOUT, STEADY, STOP_TIMEOUT, _dump_logs, timing_args
-from tests.cluster.helpers import child_env, free_ports
+from tests.api.conftest import STEADY, new_cluster, running
 
 HISTORY_EVENTS = 300  # small, so a test can push a watch's start out of the history
 
@@ -16,20 +15,10 @@ HISTORY_EVENTS = 300  # small, so a test can push a watch's start out of the his
 @pytest.fixture(scope="session")
 def cluster(request, tmp_path_factory) -> Iterator[LocalCluster]:
     """Shared by every process test of tests/client; a test that stops a node restarts it."""
-    ports = free_ports(6)
-    cluster = LocalCluster(
-        tmp_path_factory.mktemp("client"), ports[:3], ports[3:],
-        extra_args=[*timing_args(STEADY), "--watch-history-events", str(HISTORY_EVENTS)],
-        env=child_env())
-    failed_before = request.session.testsfailed
-    try:
-        cluster.start()
-        cluster.wait_for_leader(LEADER_TIMEOUT)
+    fresh = new_cluster(tmp_path_factory.mktemp("client"), 3, STEADY,
+                        ["--watch-history-events", str(HISTORY_EVENTS)])
+    with running(fresh, request) as cluster:
         yield cluster
-    finally:
-        cluster.stop(timeout=STOP_TIMEOUT)
-        if request.session.testsfailed > failed_before:
-            _dump_logs(cluster)
 
 
 @pytest.fixture

@@ -817,9 +817,8 @@ TestNodeSimFiveNodes.settings = scaled(0.15)
 # ---------------------------------------------------------------------------- planted bugs
 
 
-def test_a_stale_read_without_a_barrier_is_caught():
-    """A node that answers reads without ReadIndex (here: an isolated old leader) serves
-    stale data: the read check must fire."""
+def _deposed_leader_behind_a_newer_write() -> tuple[NodeSim, str]:
+    """An old leader, isolated, whose "x" is 1 while the new leader has written 2."""
     sim = NodeSim(SimOptions(), seed=17)
     old = _leader_id(sim)
     sim.submit(old, Put("x", "1"))
@@ -828,6 +827,13 @@ def test_a_stale_read_without_a_barrier_is_caught():
     sim.run_until(lambda: sim.leader() is not None and sim.leader().config.node_id != old, 5)
     sim.submit(sim.leader().config.node_id, Put("x", "2"))
     sim.run_for(0.3)
+    return sim, old
+
+
+def test_a_stale_read_without_a_barrier_is_caught():
+    """A node that answers reads without ReadIndex (here: an isolated old leader) serves
+    stale data: the read check must fire."""
+    sim, old = _deposed_leader_behind_a_newer_write()
     service = sim.services[sim.node(old)]
     service.barrier = lambda consistency="linearizable": succeed(None)
     with pytest.raises(Violation, match="stale read"):
@@ -954,14 +960,7 @@ def test_a_watch_that_splits_a_transaction_or_alters_a_change_is_caught():
 
 def test_a_stale_read_only_transaction_is_caught():
     """Served without the read barrier by an isolated old leader: the txn check fires."""
-    sim = NodeSim(SimOptions(), seed=17)
-    old = _leader_id(sim)
-    sim.submit(old, Put("x", "1"))
-    sim.run_for(0.3)
-    sim.isolate(old)
-    sim.run_until(lambda: sim.leader() is not None and sim.leader().config.node_id != old, 5)
-    sim.submit(sim.leader().config.node_id, Put("x", "2"))
-    sim.run_for(0.3)
+    sim, old = _deposed_leader_behind_a_newer_write()
     service = sim.services[sim.node(old)]
     service._barrier = lambda consistency: succeed(None)
     with pytest.raises(Violation, match="stale read-only txn"):
