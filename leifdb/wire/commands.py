@@ -12,7 +12,22 @@ from typing import Iterable
 
 from google.protobuf import message as _pb_message
 
-from leifdb.kv.commands import Command, Compare, Condition, Delete, Get, Put, Range, Txn, TxnOp
+from leifdb.kv.commands import (
+    Command,
+    Compare,
+    Condition,
+    Delete,
+    Fence,
+    Get,
+    LeaseCheckpoint,
+    LeaseGrant,
+    LeaseRenew,
+    LeaseRevoke,
+    Put,
+    Range,
+    Txn,
+    TxnOp,
+)
 from leifdb.kv.store import check_command
 from leifdb.raft.messages import Member
 from leifdb.wire import leifdb_pb2 as pb
@@ -32,33 +47,41 @@ _COMPARE_OP_NAMES = {number: name for name, number in _COMPARE_OPS.items()}
 
 
 def encode_command(cmd: Command) -> bytes:
-    """Serialize a ``Put``, ``Delete`` or ``Txn`` as a ``KvCommand``. ``EncodeError`` for
-    anything ``decode_command`` would refuse or ``KVStore.apply`` could not apply: an empty
-    key (a range prefix may be empty), a condition with more than one test, a ``Put`` or
-    ``Delete`` with a condition inside a ``Txn``, an unknown compare target or op, a
-    compare value of the wrong type or a negative revision, a range limit below 1."""
+    """Serialize a key-value command as a ``KvCommand``. ``EncodeError`` for anything
+    ``decode_command`` would refuse or ``KVStore.apply`` could not apply (everything
+    ``check_command`` refuses, such as a fence or grant inside a ``Txn``), and for what
+    only the wire refuses: an empty key (a range or fence prefix may be empty), a
+    condition with more than one test, an integer that does not fit 64 bits."""
     try:
         check_command(cmd)
+        out = pb.KvCommand()
         if isinstance(cmd, Txn):
-            op = pb.KvCommand()
-            _encode_txn(cmd, op.txn)
-            return op.SerializeToString()
-        require(cmd.key != "", "empty key")
-        if isinstance(cmd, Put):
-            op = pb.KvCommand(put=pb.Put(key=cmd.key, value=cmd.value))
-            target = op.put
+            _encode_txn(cmd, out.txn)
+        elif isinstance(cmd, Put):
+            _encode_put(cmd, out.put)
+        elif isinstance(cmd, Delete):
+            _encode_delete(cmd, out.delete)
+        elif isinstance(cmd, LeaseGrant):
+            out.lease_grant.ttl_ms = cmd.ttl_ms
+        elif isinstance(cmd, LeaseRenew):
+            out.lease_renew.SetInParent()
+            out.lease_renew.lease_ids.extend(cmd.lease_ids)
+        elif isinstance(cmd, LeaseCheckpoint):
+            out.lease_checkpoint.SetInParent()
+            for lease_id, remaining_ms in cmd.remaining:
+                out.lease_checkpoint.remaining.add(lease_id=lease_id, remaining_ms=remaining_ms)
         else:
-            op = pb.KvCommand(delete=pb.Delete(key=cmd.key))
-            target = op.delete
-        if cmd.condition is not None:
-            _encode_condition(cmd.condition, target.condition)
-        return op.SerializeToString()
+            out.lease_revoke.lease_id = cmd.lease_id
+            out.lease_revoke.if_renewed_index = cmd.if_renewed_index
+        return out.SerializeToString()
     except (Invalid, *_PB_VALUE_ERRORS) as e:
         raise EncodeError(f"command: {e}") from None
 
 
 def decode_command(data: bytes) -> Command:
-    """Parse a ``KvCommand``; ``DecodeError`` for anything else."""
+    """Parse a ``KvCommand``; ``DecodeError`` for anything else, including a command
+    ``check_command`` refuses (a lease id or a fence token of 0, a put that both names
+    and grants a lease, a fence inside a transaction, ...)."""
     op = pb.KvCommand()
     try:
         op.ParseFromString(data)
@@ -67,16 +90,69 @@ def decode_command(data: bytes) -> Command:
     kind = op.WhichOneof("op")
     try:
         require(kind is not None, "command has no operation")
-        if kind == "txn":
-            return _decode_txn(op.txn)
-        body = op.put if kind == "put" else op.delete
-        require(body.key != "", "empty key")
-        condition = _decode_condition(body.condition) if body.HasField("condition") else None
-    except Invalid as e:
+        command = _decode_kind(op, kind)
+        check_command(command)
+    except (Invalid, TypeError) as e:
         raise DecodeError(f"command: {e}") from None
+    return command
+
+
+def _decode_kind(op: pb.KvCommand, kind: str) -> Command:
+    if kind == "txn":
+        return _decode_txn(op.txn)
     if kind == "put":
-        return Put(body.key, op.put.value, condition)
-    return Delete(body.key, condition)
+        return _decode_put(op.put)
+    if kind == "delete":
+        return _decode_delete(op.delete)
+    if kind == "lease_grant":
+        return LeaseGrant(op.lease_grant.ttl_ms)
+    if kind == "lease_renew":
+        return LeaseRenew(tuple(op.lease_renew.lease_ids))
+    if kind == "lease_checkpoint":
+        return LeaseCheckpoint(
+            tuple((r.lease_id, r.remaining_ms) for r in op.lease_checkpoint.remaining)
+        )
+    return LeaseRevoke(op.lease_revoke.lease_id, op.lease_revoke.if_renewed_index)
+
+
+def _encode_put(put: Put, out: pb.Put) -> None:
+    require(put.key != "", "empty key")
+    out.key, out.value = put.key, put.value
+    out.lease, out.grant_ttl_ms = put.lease, put.grant_ttl_ms
+    _encode_guards(put.condition, put.fence, out)
+
+
+def _encode_delete(delete: Delete, out: pb.Delete) -> None:
+    require(delete.key != "", "empty key")
+    out.key = delete.key
+    _encode_guards(delete.condition, delete.fence, out)
+
+
+def _encode_guards(condition: Condition | None, fence: Fence | None,
+                   out: pb.Put | pb.Delete) -> None:
+    out.SetInParent()
+    if condition is not None:
+        _encode_condition(condition, out.condition)
+    if fence is not None:
+        out.fence.prefix, out.fence.token = fence.prefix, fence.token
+
+
+def _decode_put(body: pb.Put) -> Put:
+    require(body.key != "", "empty key")
+    condition, fence = _decode_guards(body)
+    return Put(body.key, body.value, condition, body.lease, body.grant_ttl_ms, fence)
+
+
+def _decode_delete(body: pb.Delete) -> Delete:
+    require(body.key != "", "empty key")
+    condition, fence = _decode_guards(body)
+    return Delete(body.key, condition, fence)
+
+
+def _decode_guards(body: pb.Put | pb.Delete) -> tuple[Condition | None, Fence | None]:
+    condition = _decode_condition(body.condition) if body.HasField("condition") else None
+    fence = Fence(body.fence.prefix, body.fence.token) if body.HasField("fence") else None
+    return condition, fence
 
 
 def _encode_txn(txn: Txn, out: pb.Txn) -> None:
@@ -101,7 +177,7 @@ def _encode_txn_op(op: TxnOp, out: pb.TxnOp) -> None:
         return
     require(op.key != "", "empty key in a transaction operation")
     if isinstance(op, Put):
-        out.put.key, out.put.value = op.key, op.value
+        out.put.key, out.put.value, out.put.lease = op.key, op.value, op.lease
     elif isinstance(op, Delete):
         out.delete.key = op.key
     else:
@@ -124,6 +200,8 @@ def _decode_txn(txn: pb.Txn) -> Txn:
 
 
 def _decode_txn_op(op: pb.TxnOp) -> TxnOp:
+    """Puts and deletes decode whole; ``check_command`` then refuses a condition, fence or
+    grant inside the transaction."""
     kind = op.WhichOneof("op")
     require(kind is not None, "transaction operation has no op")
     if kind == "range":
@@ -134,14 +212,12 @@ def _decode_txn_op(op: pb.TxnOp) -> TxnOp:
             r.start_after if r.HasField("start_after") else None,
             r.limit if r.HasField("limit") else None,
         )
-    body = getattr(op, kind)
-    require(body.key != "", "empty key in a transaction operation")
     if kind == "get":
-        return Get(body.key)
-    require(not body.HasField("condition"), "a put or delete in a transaction has no condition")
+        require(op.get.key != "", "empty key in a transaction operation")
+        return Get(op.get.key)
     if kind == "put":
-        return Put(body.key, body.value)
-    return Delete(body.key)
+        return _decode_put(op.put)
+    return _decode_delete(op.delete)
 
 
 def _encode_condition(cond: Condition, out: pb.Condition) -> None:

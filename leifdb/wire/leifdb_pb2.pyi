@@ -159,37 +159,57 @@ class Condition(_message.Message):
     must_be_absent: bool
     def __init__(self, prev_value: _Optional[str] = ..., prev_revision: _Optional[int] = ..., must_be_absent: _Optional[bool] = ...) -> None: ...
 
+class Fence(_message.Message):
+    __slots__ = ("prefix", "token")
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    prefix: str
+    token: int
+    def __init__(self, prefix: _Optional[str] = ..., token: _Optional[int] = ...) -> None: ...
+
 class Put(_message.Message):
-    __slots__ = ("key", "value", "condition")
+    __slots__ = ("key", "value", "condition", "lease", "grant_ttl_ms", "fence")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    GRANT_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    FENCE_FIELD_NUMBER: _ClassVar[int]
     key: str
     value: str
     condition: Condition
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
+    lease: int
+    grant_ttl_ms: int
+    fence: Fence
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., lease: _Optional[int] = ..., grant_ttl_ms: _Optional[int] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ...) -> None: ...
 
 class Delete(_message.Message):
-    __slots__ = ("key", "condition")
+    __slots__ = ("key", "condition", "fence")
     KEY_FIELD_NUMBER: _ClassVar[int]
     CONDITION_FIELD_NUMBER: _ClassVar[int]
+    FENCE_FIELD_NUMBER: _ClassVar[int]
     key: str
     condition: Condition
-    def __init__(self, key: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ...) -> None: ...
+    fence: Fence
+    def __init__(self, key: _Optional[str] = ..., condition: _Optional[_Union[Condition, _Mapping]] = ..., fence: _Optional[_Union[Fence, _Mapping]] = ...) -> None: ...
 
 class Compare(_message.Message):
-    __slots__ = ("key", "op", "value", "revision", "exists")
+    __slots__ = ("key", "op", "value", "revision", "exists", "create_revision", "lease")
     KEY_FIELD_NUMBER: _ClassVar[int]
     OP_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     EXISTS_FIELD_NUMBER: _ClassVar[int]
+    CREATE_REVISION_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
     key: str
     op: CompareOp
     value: str
     revision: int
     exists: bool
-    def __init__(self, key: _Optional[str] = ..., op: _Optional[_Union[CompareOp, str]] = ..., value: _Optional[str] = ..., revision: _Optional[int] = ..., exists: _Optional[bool] = ...) -> None: ...
+    create_revision: int
+    lease: int
+    def __init__(self, key: _Optional[str] = ..., op: _Optional[_Union[CompareOp, str]] = ..., value: _Optional[str] = ..., revision: _Optional[int] = ..., exists: _Optional[bool] = ..., create_revision: _Optional[int] = ..., lease: _Optional[int] = ...) -> None: ...
 
 class Get(_message.Message):
     __slots__ = ("key",)
@@ -229,15 +249,57 @@ class Txn(_message.Message):
     failure: _containers.RepeatedCompositeFieldContainer[TxnOp]
     def __init__(self, compare: _Optional[_Iterable[_Union[Compare, _Mapping]]] = ..., success: _Optional[_Iterable[_Union[TxnOp, _Mapping]]] = ..., failure: _Optional[_Iterable[_Union[TxnOp, _Mapping]]] = ...) -> None: ...
 
+class LeaseGrant(_message.Message):
+    __slots__ = ("ttl_ms",)
+    TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    ttl_ms: int
+    def __init__(self, ttl_ms: _Optional[int] = ...) -> None: ...
+
+class LeaseRenew(_message.Message):
+    __slots__ = ("lease_ids",)
+    LEASE_IDS_FIELD_NUMBER: _ClassVar[int]
+    lease_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, lease_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class LeaseRemaining(_message.Message):
+    __slots__ = ("lease_id", "remaining_ms")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_MS_FIELD_NUMBER: _ClassVar[int]
+    lease_id: int
+    remaining_ms: int
+    def __init__(self, lease_id: _Optional[int] = ..., remaining_ms: _Optional[int] = ...) -> None: ...
+
+class LeaseCheckpoint(_message.Message):
+    __slots__ = ("remaining",)
+    REMAINING_FIELD_NUMBER: _ClassVar[int]
+    remaining: _containers.RepeatedCompositeFieldContainer[LeaseRemaining]
+    def __init__(self, remaining: _Optional[_Iterable[_Union[LeaseRemaining, _Mapping]]] = ...) -> None: ...
+
+class LeaseRevoke(_message.Message):
+    __slots__ = ("lease_id", "if_renewed_index")
+    LEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    IF_RENEWED_INDEX_FIELD_NUMBER: _ClassVar[int]
+    lease_id: int
+    if_renewed_index: int
+    def __init__(self, lease_id: _Optional[int] = ..., if_renewed_index: _Optional[int] = ...) -> None: ...
+
 class KvCommand(_message.Message):
-    __slots__ = ("put", "delete", "txn")
+    __slots__ = ("put", "delete", "txn", "lease_grant", "lease_renew", "lease_checkpoint", "lease_revoke")
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     TXN_FIELD_NUMBER: _ClassVar[int]
+    LEASE_GRANT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_RENEW_FIELD_NUMBER: _ClassVar[int]
+    LEASE_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    LEASE_REVOKE_FIELD_NUMBER: _ClassVar[int]
     put: Put
     delete: Delete
     txn: Txn
-    def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ...) -> None: ...
+    lease_grant: LeaseGrant
+    lease_renew: LeaseRenew
+    lease_checkpoint: LeaseCheckpoint
+    lease_revoke: LeaseRevoke
+    def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ..., lease_grant: _Optional[_Union[LeaseGrant, _Mapping]] = ..., lease_renew: _Optional[_Union[LeaseRenew, _Mapping]] = ..., lease_checkpoint: _Optional[_Union[LeaseCheckpoint, _Mapping]] = ..., lease_revoke: _Optional[_Union[LeaseRevoke, _Mapping]] = ...) -> None: ...
 
 class Member(_message.Message):
     __slots__ = ("id", "raft_address", "http_address")

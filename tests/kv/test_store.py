@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from leifdb.kv import ApplyResult, Condition, Delete, Event, Item, KVStore, Put, condition_holds
+from leifdb.kv import (
+    FAILED_CONDITION,
+    ApplyResult,
+    Condition,
+    Delete,
+    Event,
+    Item,
+    KVStore,
+    Put,
+    condition_holds,
+)
 
 
 def store_with(*pairs: tuple[str, str]) -> KVStore:
@@ -30,9 +40,9 @@ def test_put_creates_item_with_revision_equal_to_index() -> None:
     store = KVStore()
     result = store.apply(7, Put("a", "1"))
     assert result == ApplyResult(
-        ok=True, revision=7, current=Item("a", "1", 7), events=(Event("put", "a", "1", 7),)
+        ok=True, revision=7, current=Item("a", "1", 7, 7), events=(Event("put", "a", "1", 7),)
     )
-    assert store.get("a") == Item("a", "1", 7)
+    assert store.get("a") == Item("a", "1", 7, 7)
     assert store.applied_index == 7
     assert len(store) == 1
     assert "a" in store
@@ -40,8 +50,8 @@ def test_put_creates_item_with_revision_equal_to_index() -> None:
 
 def test_overwrite_bumps_revision_even_with_same_value() -> None:
     store = store_with(("a", "1"))
-    assert store.apply(2, Put("a", "1")).current == Item("a", "1", 2)
-    assert store.apply(3, Put("a", "2")).current == Item("a", "2", 3)
+    assert store.apply(2, Put("a", "1")).current == Item("a", "1", 2, 1)
+    assert store.apply(3, Put("a", "2")).current == Item("a", "2", 3, 1)
     assert len(store) == 1
 
 
@@ -58,7 +68,7 @@ def test_apply_rejects_index_not_after_applied_index(index: int) -> None:
     store.apply(5, Put("a", "1"))
     with pytest.raises(ValueError):
         store.apply(index, Put("a", "2"))
-    assert store.get("a") == Item("a", "1", 5)
+    assert store.get("a") == Item("a", "1", 5, 5)
     assert store.applied_index == 5
 
 
@@ -92,25 +102,25 @@ def test_delete_existing_key() -> None:
     assert store.get("a") is None
     assert "a" not in store
     assert len(store) == 1
-    assert store.range() == ([Item("b", "2", 2)], False)
+    assert store.range() == ([Item("b", "2", 2, 2)], False)
 
 
 def test_delete_absent_key_is_ok_and_changes_nothing_but_applied_index() -> None:
     store = store_with(("a", "1"))
     assert store.apply(2, Delete("zz")) == ApplyResult(ok=True, revision=2, current=None)
-    assert store.range() == ([Item("a", "1", 1)], False)
+    assert store.range() == ([Item("a", "1", 1, 1)], False)
     assert store.applied_index == 2
 
 
 def test_recreated_key_gets_a_fresh_revision() -> None:
     store = store_with(("a", "1"))
     store.apply(2, Delete("a"))
-    assert store.apply(3, Put("a", "1")).current == Item("a", "1", 3)
+    assert store.apply(3, Put("a", "1")).current == Item("a", "1", 3, 3)
 
 
 # --- conditions ---
 
-# (condition, key present?) -> holds? ; the present key is Item("k", "v", 1).
+# (condition, key present?) -> holds? ; the present key is Item("k", "v", 1, 1).
 CONDITION_CASES = [
     (None, True, True),
     (None, False, True),
@@ -136,7 +146,7 @@ CONDITION_CASES = [
 
 
 def store_at_index_1(present: bool) -> KVStore:
-    """Applied index 1, holding ``Item("k", "v", 1)`` if ``present``."""
+    """Applied index 1, holding ``Item("k", "v", 1, 1)`` if ``present``."""
     if present:
         return store_with(("k", "v"))
     store = KVStore()
@@ -146,7 +156,7 @@ def store_at_index_1(present: bool) -> KVStore:
 
 @pytest.mark.parametrize("condition, present, holds", CONDITION_CASES)
 def test_condition_holds(condition: Condition | None, present: bool, holds: bool) -> None:
-    assert condition_holds(condition, Item("k", "v", 1) if present else None) is holds
+    assert condition_holds(condition, Item("k", "v", 1, 1) if present else None) is holds
 
 
 @pytest.mark.parametrize("condition, present, holds", CONDITION_CASES)
@@ -158,7 +168,7 @@ def test_conditional_put(condition: Condition | None, present: bool, holds: bool
     assert result.revision == 2
     assert store.applied_index == 2
     if holds:
-        assert result.current == Item("k", "new", 2) == store.get("k")
+        assert result.current == Item("k", "new", 2, 1 if present else 2) == store.get("k")
         assert result.events == (
             Event("put", "k", "new", 2, "v" if present else None, 1 if present else 0),
         )
@@ -187,8 +197,10 @@ def test_conditional_delete(condition: Condition | None, present: bool, holds: b
 def test_failed_condition_keeps_other_keys_and_index() -> None:
     store = store_with(("a", "1"), ("b", "2"))
     result = store.apply(3, Put("a", "x", Condition(prev_revision=2)))
-    assert result == ApplyResult(ok=False, revision=3, current=Item("a", "1", 1))
-    assert store.range() == ([Item("a", "1", 1), Item("b", "2", 2)], False)
+    assert result == ApplyResult(
+        ok=False, revision=3, current=Item("a", "1", 1, 1), error=FAILED_CONDITION
+    )
+    assert store.range() == ([Item("a", "1", 1, 1), Item("b", "2", 2, 2)], False)
 
 
 def test_compare_and_swap_loop() -> None:
@@ -202,10 +214,10 @@ def test_compare_and_swap_loop() -> None:
         result = store.apply(
             index, Put("counter", str(int(seen.value) + 1), Condition(prev_revision=seen.revision))
         )
-        assert result.ok and result.current == Item("counter", str(expected), index)
+        assert result.ok and result.current == Item("counter", str(expected), index, 1)
     stale = Condition(prev_revision=1)
     assert not store.apply(index + 1, Put("counter", "bad", stale)).ok
-    assert store.get("counter") == Item("counter", "5", index)
+    assert store.get("counter") == Item("counter", "5", index, 1)
 
 
 # --- range ---
@@ -227,7 +239,7 @@ def test_range_all_in_key_order(tree: KVStore) -> None:
     items, more = tree.range()
     assert keys_of(items) == ["", "a", "ap", "app/1", "app/2", "app/3", "apple", "b"]
     assert not more
-    assert items[3] == Item("app/1", "2", 2)
+    assert items[3] == Item("app/1", "2", 2, 2)
 
 
 def test_range_prefix(tree: KVStore) -> None:

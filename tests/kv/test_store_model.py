@@ -1,6 +1,8 @@
-"""KVStore against a plain dict model: values, revisions, conditions, transactions (every
-compare, every op, read-only evaluation), events, ranges, pagination, snapshot/restore in
-the middle of a history, and a History window fed from every applied entry."""
+"""KVStore against a plain dict model: values, revisions, create revisions, conditions,
+fences, leases (grant, attach, renew, checkpoint, revoke, expiry-style conditional revoke,
+grant with a put), transactions (every compare, every op, leased puts, read-only
+evaluation), events, ranges, pagination, lock holders, snapshot/restore in the middle of a
+history, and a History window fed from every applied entry."""
 
 from __future__ import annotations
 
@@ -12,15 +14,24 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from leifdb.kv import (
+    FAILED_CONDITION,
+    FAILED_FENCE,
+    FAILED_LEASE_NOT_FOUND,
     ApplyResult,
     Compare,
     Condition,
     Delete,
     Event,
+    Fence,
     Get,
     History,
     Item,
     KVStore,
+    Lease,
+    LeaseCheckpoint,
+    LeaseGrant,
+    LeaseRenew,
+    LeaseRevoke,
     OpResult,
     Put,
     Range,
@@ -34,13 +45,19 @@ VALUES = st.sampled_from(["", "x", "y"])
 GAPS = st.integers(min_value=1, max_value=3)
 PREFIXES = st.text(alphabet="ab/", max_size=2)
 HISTORY_EVENTS = 6
+TTLS = st.integers(min_value=1, max_value=5)
+NUMBER_TARGETS = ("revision", "create_revision", "lease")
 
 
 class KVStoreModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.store = KVStore()
-        self.model: dict[str, tuple[str, int]] = {}
+        # key -> (value, revision, create_revision, lease), the fields of an Item
+        self.model: dict[str, tuple[str, int, int, int]] = {}
+        # lease id -> (ttl_ms, remaining_ms, renewed_index); its keys are those items
+        # whose lease is the id
+        self.leases: dict[int, tuple[int, int, int]] = {}
         self.index = 0
         self.history = History(HISTORY_EVENTS, 10**9)
         self.all_events: list[Event] = []  # every change since the last restore
@@ -92,44 +109,145 @@ class KVStoreModel(RuleBasedStateMachine):
         now = self.model.get(key)
         return Item(key, *now) if now else None
 
+    # --- leases, fences and holders, restated ---
+
+    def draw_lease(self, data: st.DataObject) -> int:
+        """A present lease most of the time, else none or one that is absent."""
+        absent = max(self.leases, default=0) + 1
+        choices = [0, absent] + sorted(self.leases) * 3
+        return data.draw(st.sampled_from(choices))
+
+    def draw_fence(self, data: st.DataObject) -> Fence | None:
+        if data.draw(st.booleans()):
+            return None
+        prefix = data.draw(PREFIXES)
+        creates = [now[2] for now in self.model.values()]
+        return Fence(prefix, data.draw(st.sampled_from([1, self.index + 1] + creates)))
+
+    def model_holder(self, prefix: str) -> Item | None:
+        under = [k for k in sorted(self.model) if k.startswith(prefix)]
+        if not under:
+            return None
+        return self.expected_current(min(under, key=lambda k: self.model[k][2]))
+
+    def fence_holds(self, fence: Fence | None) -> bool:
+        if fence is None:
+            return True
+        holder = self.model_holder(fence.prefix)
+        return holder is not None and holder.create_revision == fence.token
+
+    def lease_keys(self, lease_id: int) -> tuple[str, ...]:
+        return tuple(k for k in sorted(self.model) if self.model[k][3] == lease_id)
+
+    def failure(self, key: str, lease: int, condition: Condition | None,
+                fence: Fence | None) -> str | None:
+        """The documented order: lease, then condition, then fence."""
+        if lease and lease not in self.leases:
+            return FAILED_LEASE_NOT_FOUND
+        if not self.holds(key, condition):
+            return FAILED_CONDITION
+        if not self.fence_holds(fence):
+            return FAILED_FENCE
+        return None
+
     @rule(key=KEYS, value=VALUES, gap=GAPS, data=st.data())
     def put(self, key: str, value: str, gap: int, data: st.DataObject) -> None:
         condition = self.draw_condition(data, key)
+        fence = self.draw_fence(data)
+        grant = data.draw(st.sampled_from([0, 0, 0, 7]))
+        lease = 0 if grant else self.draw_lease(data)
         index = self.next_index(gap)
-        holds = self.holds(key, condition)
+        error = self.failure(key, lease, condition, fence)
         events = []
-        if holds:
-            events = [self.model_put(index, key, value)[1]]
-        result = self.store.apply(index, Put(key, value, condition))
-        assert result == ApplyResult(holds, index, self.expected_current(key), tuple(events))
+        if error is None:
+            if grant:
+                self.leases[index] = (grant, grant, index)
+                lease = index
+            events = [self.model_put(index, key, value, lease)[1]]
+        result = self.store.apply(index, Put(key, value, condition, lease if not grant else 0,
+                                             grant, fence))
+        assert result == ApplyResult(error is None, index, self.expected_current(key),
+                                     tuple(events), None, error, lease if error is None else 0)
         self.record(result, events)
 
     @rule(key=KEYS, gap=GAPS, data=st.data())
     def delete(self, key: str, gap: int, data: st.DataObject) -> None:
         condition = self.draw_condition(data, key)
+        fence = self.draw_fence(data)
         index = self.next_index(gap)
-        holds = self.holds(key, condition)
+        error = self.failure(key, 0, condition, fence)
         events = []
-        if holds:
+        if error is None:
             events = self.model_delete(index, key)[1]
-        result = self.store.apply(index, Delete(key, condition))
-        current = None if holds else self.expected_current(key)
-        assert result == ApplyResult(holds, index, current, tuple(events))
+        result = self.store.apply(index, Delete(key, condition, fence))
+        current = None if error is None else self.expected_current(key)
+        assert result == ApplyResult(error is None, index, current, tuple(events), None, error)
+        self.record(result, events)
+
+    @rule(ttl=TTLS, gap=GAPS)
+    def grant(self, ttl: int, gap: int) -> None:
+        index = self.next_index(gap)
+        self.leases[index] = (ttl, ttl, index)
+        result = self.store.apply(index, LeaseGrant(ttl))
+        assert result == ApplyResult(True, index, lease=index)
+        self.record(result, [])
+
+    @rule(gap=GAPS, data=st.data())
+    def renew(self, gap: int, data: st.DataObject) -> None:
+        ids = tuple(self.draw_lease(data) or 1 for _ in range(data.draw(st.integers(0, 3))))
+        index = self.next_index(gap)
+        for lease_id in ids:
+            if lease_id in self.leases:
+                ttl = self.leases[lease_id][0]
+                self.leases[lease_id] = (ttl, ttl, index)
+        result = self.store.apply(index, LeaseRenew(ids))
+        assert result == ApplyResult(True, index)
+        self.record(result, [])
+
+    @rule(gap=GAPS, data=st.data())
+    def checkpoint(self, gap: int, data: st.DataObject) -> None:
+        pairs = tuple((self.draw_lease(data) or 1, data.draw(st.integers(0, 9)))
+                      for _ in range(data.draw(st.integers(0, 3))))
+        index = self.next_index(gap)
+        for lease_id, remaining in pairs:
+            if lease_id in self.leases:
+                ttl, _, renewed = self.leases[lease_id]
+                self.leases[lease_id] = (ttl, remaining, renewed)
+        result = self.store.apply(index, LeaseCheckpoint(pairs))
+        assert result == ApplyResult(True, index)
+        self.record(result, [])
+
+    @rule(gap=GAPS, data=st.data())
+    def revoke(self, gap: int, data: st.DataObject) -> None:
+        lease_id = self.draw_lease(data) or 1
+        renewed = self.leases[lease_id][2] if lease_id in self.leases else 1
+        if_renewed = data.draw(st.sampled_from([0, renewed, renewed, renewed + 1]))
+        index = self.next_index(gap)
+        events: list[Event] = []
+        ok = lease_id in self.leases and if_renewed in (0, renewed)
+        if ok:
+            for key in self.lease_keys(lease_id):
+                events += self.model_delete(index, key)[1]
+            del self.leases[lease_id]
+        result = self.store.apply(index, LeaseRevoke(lease_id, if_renewed))
+        assert result == ApplyResult(ok, index, events=tuple(events))
         self.record(result, events)
 
     # --- transactions ---
 
-    def model_put(self, index: int, key: str, value: str) -> tuple[Item, Event]:
+    def model_put(self, index: int, key: str, value: str, lease: int = 0) -> tuple[Item, Event]:
         before = self.model.get(key)
-        self.model[key] = (value, index)
-        prev_value, prev_revision = before if before else (None, 0)
-        return Item(key, value, index), Event("put", key, value, index, prev_value, prev_revision)
+        create = before[2] if before else index
+        self.model[key] = (value, index, create, lease)
+        prev_value, prev_revision = (before[0], before[1]) if before else (None, 0)
+        return (Item(key, value, index, create, lease),
+                Event("put", key, value, index, prev_value, prev_revision))
 
     def model_delete(self, index: int, key: str) -> tuple[Item | None, list[Event]]:
         before = self.model.pop(key, None)
         if before is None:
             return None, []
-        return Item(key, *before), [Event("delete", key, None, index, *before)]
+        return Item(key, *before), [Event("delete", key, None, index, before[0], before[1])]
 
     def model_compare(self, compare: Compare) -> bool:
         """The Compare docstring, restated: absent values fail, absent revision is 0."""
@@ -138,8 +256,8 @@ class KVStoreModel(RuleBasedStateMachine):
             if now is None:
                 return False
             left: object = now[0]
-        elif compare.target == "revision":
-            left = now[1] if now else 0
+        elif compare.target in NUMBER_TARGETS:
+            left = now[1 + NUMBER_TARGETS.index(compare.target)] if now else 0
         else:
             left = int(now is not None)
         right = compare.value
@@ -160,13 +278,20 @@ class KVStoreModel(RuleBasedStateMachine):
         return OpResult("range", items=tuple(self.expected_current(k) for k in shown),
                         more=len(shown) < len(keys))
 
-    def model_txn(self, index: int, txn: Txn) -> tuple[bool, list[OpResult], list[Event]]:
+    def model_txn(
+        self, index: int, txn: Txn
+    ) -> tuple[bool, list[OpResult], list[Event]] | None:
+        """None: a put of the chosen branch names an absent lease, nothing applies."""
         succeeded = all(self.model_compare(c) for c in txn.compare)
         results: list[OpResult] = []
         events: list[Event] = []
-        for op in txn.success if succeeded else txn.failure:
+        branch = txn.success if succeeded else txn.failure
+        if any(isinstance(op, Put) and op.lease and op.lease not in self.leases
+               for op in branch):
+            return None
+        for op in branch:
             if isinstance(op, Put):
-                item, event = self.model_put(index, op.key, op.value)
+                item, event = self.model_put(index, op.key, op.value, op.lease)
                 results.append(OpResult("put", item=item))
                 events.append(event)
             elif isinstance(op, Delete):
@@ -179,13 +304,14 @@ class KVStoreModel(RuleBasedStateMachine):
 
     def draw_compare(self, data: st.DataObject) -> Compare:
         key = data.draw(KEYS)
-        target = data.draw(st.sampled_from(["value", "revision", "exists"]))
+        target = data.draw(st.sampled_from(["value", "exists", *NUMBER_TARGETS]))
         op = data.draw(st.sampled_from(["equal", "not_equal", "greater", "less"]))
         now = self.model.get(key)
         if target == "value":
             value: str | int | bool = data.draw(VALUES)
-        elif target == "revision":
-            value = data.draw(st.sampled_from([0, 1, self.index] + ([now[1]] * 3 if now else [])))
+        elif target in NUMBER_TARGETS:
+            field = now[1 + NUMBER_TARGETS.index(target)] if now else 0
+            value = data.draw(st.sampled_from([0, 1, self.index] + [field] * 3))
         else:
             value = data.draw(st.booleans())
         return Compare(key, target, op, value)
@@ -194,7 +320,7 @@ class KVStoreModel(RuleBasedStateMachine):
         kinds = ["put", "delete", "get", "range"] if writes else ["get", "range"]
         kind = data.draw(st.sampled_from(kinds))
         if kind == "put":
-            return Put(data.draw(KEYS), data.draw(VALUES))
+            return Put(data.draw(KEYS), data.draw(VALUES), lease=self.draw_lease(data))
         if kind == "delete":
             return Delete(data.draw(KEYS))
         if kind == "get":
@@ -212,8 +338,13 @@ class KVStoreModel(RuleBasedStateMachine):
     def txn(self, gap: int, data: st.DataObject) -> None:
         txn = self.draw_txn(data, writes=True)
         index = self.next_index(gap)
-        succeeded, results, events = self.model_txn(index, txn)
+        expected = self.model_txn(index, txn)
         result = self.store.apply(index, txn)
+        if expected is None:
+            assert result == ApplyResult(False, index, error=FAILED_LEASE_NOT_FOUND)
+            self.record(result, [])
+            return
+        succeeded, results, events = expected
         assert result == ApplyResult(succeeded, index, None, tuple(events),
                                      TxnResult(succeeded, index, tuple(results)))
         self.record(result, events)
@@ -222,7 +353,9 @@ class KVStoreModel(RuleBasedStateMachine):
     def read_only_txn(self, data: st.DataObject) -> None:
         txn = self.draw_txn(data, writes=False)
         before = dict(self.model)
-        succeeded, results, events = self.model_txn(self.index, txn)
+        expected = self.model_txn(self.index, txn)
+        assert expected is not None
+        succeeded, results, events = expected
         assert events == [] and self.model == before
         assert self.store.evaluate_txn(txn) == TxnResult(succeeded, self.index, tuple(results))
 
@@ -280,6 +413,26 @@ class KVStoreModel(RuleBasedStateMachine):
         assert self.store.get("absent-key") is None
 
     @invariant()
+    def leases_match_model(self) -> None:
+        expected = [Lease(i, *self.leases[i]) for i in sorted(self.leases)]
+        assert self.store.leases() == expected
+        assert self.store.lease_count() == len(self.leases)
+        for lease in expected:
+            keys = self.lease_keys(lease.id)
+            assert self.store.lease(lease.id) == Lease(
+                lease.id, lease.ttl_ms, lease.remaining_ms, lease.renewed_index, keys
+            )
+            assert self.store.lease_key_count(lease.id) == len(keys)
+        absent = max(self.leases, default=0) + 1
+        assert self.store.lease(absent) is None and self.store.lease_key_count(absent) is None
+        assert all(now[3] in self.leases for now in self.model.values() if now[3])
+
+    @invariant()
+    def holders_match_model(self) -> None:
+        for prefix in ("", "a", "b", "a/", "b/", "ab"):
+            assert self.store.holder(prefix) == self.model_holder(prefix)
+
+    @invariant()
     def history_keeps_the_latest_whole_revisions(self) -> None:
         assert self.history.revision == self.index
         compact = self.history.compact_revision
@@ -299,8 +452,7 @@ class KVStoreModel(RuleBasedStateMachine):
     @invariant()
     def revisions_are_applied_indexes(self) -> None:
         """Only a transaction gives several keys one revision, so none is unique here."""
-        revisions = [rev for _, rev in self.model.values()]
-        assert all(1 <= rev <= self.index for rev in revisions)
+        assert all(1 <= create <= rev <= self.index for _, rev, create, _ in self.model.values())
 
 
 TestKVStoreModel = KVStoreModel.TestCase

@@ -35,7 +35,7 @@ def store_with(*pairs: tuple[str, str]) -> KVStore:
 
 # --- compares ---
 
-PRESENT = Item("k", "m", 3)
+PRESENT = Item("k", "m", 3, 3)
 
 # (target, op, value, key present as PRESENT?) -> holds?
 COMPARE_CASES = [
@@ -106,16 +106,16 @@ def test_compare_chooses_the_branch(
     result = store.apply(4, txn)
     assert result.ok is holds
     assert result.txn is not None and result.txn.succeeded is holds
-    assert store.get("branch") == Item("branch", "success" if holds else "failure", 4)
+    assert store.get("branch") == Item("branch", "success" if holds else "failure", 4, 4)
     assert store.get("k") == (PRESENT if present else None)
 
 
 def test_values_compare_by_code_point() -> None:
     # UTF-16 would order U+FFFF after U+1F600; code points (and UTF-8) do not.
-    astral = Item("k", "\U0001f600", 1)
+    astral = Item("k", "\U0001f600", 1, 1)
     assert compare_holds(Compare("k", "value", "greater", "\uffff"), astral)
-    assert compare_holds(Compare("k", "value", "less", "\U0001f600"), Item("k", "\uffff", 1))
-    assert compare_holds(Compare("k", "value", "greater", "z"), Item("k", "é", 1))
+    assert compare_holds(Compare("k", "value", "less", "\U0001f600"), Item("k", "\uffff", 1, 1))
+    assert compare_holds(Compare("k", "value", "greater", "z"), Item("k", "é", 1, 1))
 
 
 def test_every_compare_must_hold() -> None:
@@ -136,7 +136,7 @@ def test_compares_see_the_state_before_the_entry_not_the_branch() -> None:
     )
     result = store.apply(2, txn)
     assert result.ok
-    assert store.get("a") == Item("a", "3", 2)
+    assert store.get("a") == Item("a", "3", 2, 1)
 
 
 # --- branches, results and events ---
@@ -159,8 +159,8 @@ def test_success_branch_runs_every_op_kind_in_order_at_one_revision() -> None:
         failure=(Put("never", "!"),),
     )
     result = store.apply(9, txn)
-    a9, x3 = Item("a", "2", 9), Item("x/3", "r", 9)
-    x1, x2 = Item("x/1", "p", 3), Item("x/2", "q", 4)
+    a9, x3 = Item("a", "2", 9, 1), Item("x/3", "r", 9, 9)
+    x1, x2 = Item("x/1", "p", 3, 3), Item("x/2", "q", 4, 4)
     assert result == ApplyResult(
         ok=True,
         revision=9,
@@ -172,7 +172,7 @@ def test_success_branch_runs_every_op_kind_in_order_at_one_revision() -> None:
         ),
         txn=TxnResult(True, 9, (
             OpResult("put", item=a9),
-            OpResult("delete", item=Item("b", "2", 2)),
+            OpResult("delete", item=Item("b", "2", 2, 2)),
             OpResult("delete", item=None),
             OpResult("get", item=a9),
             OpResult("get", item=None),
@@ -199,8 +199,8 @@ def test_failed_compares_run_the_failure_branch_and_say_so() -> None:
         revision=2,
         events=(Event("delete", "a", None, 2, "1", 1),),
         txn=TxnResult(False, 2, (
-            OpResult("get", item=Item("a", "1", 1)),
-            OpResult("delete", item=Item("a", "1", 1)),
+            OpResult("get", item=Item("a", "1", 1, 1)),
+            OpResult("delete", item=Item("a", "1", 1, 1)),
             OpResult("get", item=None),
         )),
     )
@@ -211,14 +211,14 @@ def test_failed_compares_with_an_empty_failure_branch_change_nothing() -> None:
     store = store_with(("a", "1"))
     result = store.apply(5, Txn((Compare("a", "exists", "equal", False),), (Put("a", "x"),)))
     assert result == ApplyResult(ok=False, revision=5, txn=TxnResult(False, 5, ()))
-    assert store.get("a") == Item("a", "1", 1)
+    assert store.get("a") == Item("a", "1", 1, 1)
     assert store.applied_index == 5
 
 
 def test_empty_txn_applies_and_changes_nothing() -> None:
     store = store_with(("a", "1"))
     assert store.apply(2, Txn()) == ApplyResult(ok=True, revision=2, txn=TxnResult(True, 2, ()))
-    assert store.range() == ([Item("a", "1", 1)], False)
+    assert store.range() == ([Item("a", "1", 1, 1)], False)
 
 
 def test_two_writes_to_one_key_each_make_an_event_the_second_seeing_the_first() -> None:
@@ -230,8 +230,8 @@ def test_two_writes_to_one_key_each_make_an_event_the_second_seeing_the_first() 
         Event("delete", "k", None, 4, "2", 4),
         Event("put", "k", "3", 4, None, 0),
     )
-    assert store.get("k") == Item("k", "3", 4)
-    assert len(store) == 1 and store.range() == ([Item("k", "3", 4)], False)
+    assert store.get("k") == Item("k", "3", 4, 4)
+    assert len(store) == 1 and store.range() == ([Item("k", "3", 4, 4)], False)
 
 
 def test_ranges_see_earlier_writes_and_deletes_of_the_branch() -> None:
@@ -245,14 +245,14 @@ def test_ranges_see_earlier_writes_and_deletes_of_the_branch() -> None:
     assert [i.key for i in first.items] == ["p/b", "p/bb"] and first.more
     assert [i.key for i in rest.items] == ["p/c"] and not rest.more
     assert [i.key for i in everything.items] == ["p/b", "p/bb", "p/c"] and not everything.more
-    assert everything.items[1] == Item("p/bb", "x", 4)
+    assert everything.items[1] == Item("p/bb", "x", 4, 4)
 
 
 def test_txn_obeys_the_apply_ordering_contract() -> None:
     store = store_with(("a", "1"), ("b", "2"))
     with pytest.raises(ValueError):
         store.apply(2, Txn(success=(Put("a", "x"),)))
-    assert store.get("a") == Item("a", "1", 1) and store.applied_index == 2
+    assert store.get("a") == Item("a", "1", 1, 1) and store.applied_index == 2
     assert store.apply(7, Txn(success=(Get("a"),))).revision == 7
     assert store.applied_index == 7
 
@@ -264,7 +264,7 @@ def test_snapshot_after_txn_keeps_its_revisions() -> None:
     store.write_snapshot(out)
     restored, _ = KVStore.read_snapshot(io.BytesIO(out.getvalue()))
     assert restored.applied_index == 3
-    assert restored.range() == ([Item("b", "2", 3), Item("c", "3", 3)], False)
+    assert restored.range() == ([Item("b", "2", 3, 3), Item("c", "3", 3, 3)], False)
 
 
 # --- malformed transactions: refused before anything changes ---
@@ -303,7 +303,7 @@ def test_malformed_txn_raises_type_error_and_changes_nothing(txn: Txn) -> None:
         with pytest.raises(TypeError):
             store.apply(2, candidate)
         assert store.applied_index == 1
-        assert store.range() == ([Item("a", "1", 1)], False)
+        assert store.range() == ([Item("a", "1", 1, 1)], False)
 
 
 def test_non_string_top_level_commands_are_refused_without_advancing() -> None:
@@ -326,13 +326,13 @@ def test_evaluate_txn_reads_at_the_applied_index_and_changes_nothing() -> None:
         failure=(Get("p/1"),),
     )
     assert store.evaluate_txn(txn) == TxnResult(True, 10, (
-        OpResult("get", item=Item("a", "1", 1)),
-        OpResult("range", items=(Item("p/1", "x", 2),), more=True),
+        OpResult("get", item=Item("a", "1", 1, 1)),
+        OpResult("range", items=(Item("p/1", "x", 2, 2),), more=True),
         OpResult("get", item=None),
     ))
     failing = Txn((Compare("a", "exists", "equal", False),), txn.success, txn.failure)
     assert store.evaluate_txn(failing) == TxnResult(False, 10, (
-        OpResult("get", item=Item("p/1", "x", 2)),
+        OpResult("get", item=Item("p/1", "x", 2, 2)),
     ))
     assert store.applied_index == 10 and len(store) == 3
 
@@ -354,7 +354,7 @@ def test_evaluate_txn_refuses_writes(txn: Txn) -> None:
     store = store_with(("a", "1"))
     with pytest.raises(ValueError):
         store.evaluate_txn(txn)
-    assert store.get("a") == Item("a", "1", 1) and store.applied_index == 1
+    assert store.get("a") == Item("a", "1", 1, 1) and store.applied_index == 1
 
 
 def test_evaluate_txn_refuses_malformed_txns() -> None:

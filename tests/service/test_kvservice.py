@@ -144,7 +144,7 @@ def test_a_write_is_proposed_and_answers_when_its_entry_applies():
     d = service.put("k", "v")
     assert decode_command(node.proposed[0]) == Put("k", "v") and _pending(d)
     _commit(service, node)
-    assert _result(d) == WriteResult(True, 1, Item("k", "v", 1))
+    assert _result(d) == WriteResult(True, 1, Item("k", "v", 1, 1))
     d = service.delete("k")
     _commit(service, node)
     assert _result(d) == WriteResult(True, 2, None)
@@ -163,7 +163,7 @@ def test_a_txn_that_writes_goes_through_the_log():
     d = service.txn(txn)
     assert decode_command(node.proposed[0]) == txn
     _commit(service, node)
-    assert _result(d) == TxnResult(True, 1, (OpResult("put", Item("k", "1", 1)), OpResult("get", Item("k", "1", 1))))
+    assert _result(d) == TxnResult(True, 1, (OpResult("put", Item("k", "1", 1, 1)), OpResult("get", Item("k", "1", 1, 1))))
 
 
 # -- reads
@@ -177,7 +177,7 @@ def test_a_linearizable_read_waits_for_confirmation_and_for_the_state_to_apply()
     service.read_states([ReadState(1, 1)], None)
     assert _pending(d)  # confirmed at index 1, which has not applied yet
     _commit(service, node)
-    assert _result(d) == Item("k", "v", 1)
+    assert _result(d) == Item("k", "v", 1, 1)
 
 
 def test_a_read_that_no_leader_confirms_fails_with_where_the_leader_is():
@@ -197,7 +197,7 @@ def test_a_read_only_txn_is_served_after_the_barrier_without_a_log_entry():
     d = service.txn(Txn((Compare("k", "value", "equal", "v"),), (Get("k"), Range("")), ()))
     assert node.reads == 1 and len(node.proposed) == 1 and _pending(d)
     service.read_states([ReadState(1, 1)], None)
-    item = Item("k", "v", 1)
+    item = Item("k", "v", 1, 1)
     assert _result(d) == TxnResult(True, 1, (OpResult("get", item), OpResult("range", items=(item,))))
 
 

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from leifdb.kv.commands import Compare, Condition, Delete, Get, Put, Range, Txn
+from leifdb.kv.commands import (
+    Compare,
+    Condition,
+    Delete,
+    Fence,
+    Get,
+    LeaseCheckpoint,
+    LeaseGrant,
+    LeaseRenew,
+    LeaseRevoke,
+    Put,
+    Range,
+    Txn,
+)
 from leifdb.raft.messages import (
     AppendEntries,
     AppendEntriesReply,
@@ -138,11 +151,15 @@ keys = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size
 compare_ops = st.sampled_from(["equal", "not_equal", "greater", "less"])
 compares = st.one_of(
     st.builds(Compare, keys, st.just("value"), compare_ops, text),
-    st.builds(Compare, keys, st.just("revision"), compare_ops, u64),
+    st.builds(Compare, keys, st.sampled_from(["revision", "create_revision", "lease"]),
+              compare_ops, u64),
     st.builds(Compare, keys, st.just("exists"), compare_ops, st.booleans()),
 )
+positive = st.one_of(st.integers(1, 1000), st.integers(1, U64))
+leases = st.one_of(st.just(0), positive)  # a put's lease: 0 for none
+fences = st.none() | st.builds(Fence, text, positive)
 txn_ops = st.one_of(
-    st.builds(Put, keys, text),
+    st.builds(Put, keys, text, st.none(), leases),
     st.builds(Delete, keys),
     st.builds(Get, keys),
     st.builds(Range, text, st.none() | text, st.none() | st.integers(1, U64)),
@@ -153,10 +170,18 @@ txns = st.builds(
     st.lists(txn_ops, max_size=5).map(tuple),
     st.lists(txn_ops, max_size=5).map(tuple),
 )
+lease_commands = st.one_of(
+    st.builds(LeaseGrant, positive),
+    st.builds(LeaseRenew, st.lists(positive, max_size=5).map(tuple)),
+    st.builds(LeaseCheckpoint, st.lists(st.tuples(positive, u64), max_size=5).map(tuple)),
+    st.builds(LeaseRevoke, positive, u64),
+)
 commands = st.one_of(
-    st.builds(Put, keys, text, conditions),
-    st.builds(Delete, keys, conditions),
+    st.builds(Put, keys, text, conditions, leases, st.just(0), fences),
+    st.builds(Put, keys, text, conditions, st.just(0), positive, fences),  # grants a lease
+    st.builds(Delete, keys, conditions, fences),
     txns,
+    lease_commands,
 )
 
 hosts = st.one_of(st.sampled_from(["127.0.0.1", "[::1]", "node-1.example"]),
