@@ -40,3 +40,25 @@ class LimitExceeded(Exception):
 
 class InvalidRequest(Exception):
     """A request is well-formed but makes no sense (HTTP 400); the message says why."""
+
+
+class LeaseNotFound(Exception):
+    """The lease does not exist (never granted, revoked or expired) (HTTP 404)."""
+
+    def __init__(self, lease_id: int) -> None:
+        super().__init__(f"lease {lease_id} not found (revoked, expired or never granted)")
+        self.lease_id = lease_id
+
+
+class NotHolder(Exception):
+    """A proclaim or resign named a token that is not the election's current leader
+    (HTTP 412)."""
+
+
+class LockTimeout(Exception):
+    """A lock or campaign was not acquired within its timeout; the waiter's key was
+    removed (HTTP 423). ``holder`` is the key holding it when the wait ended (or None)."""
+
+    def __init__(self, name: str, holder: str | None) -> None:
+        super().__init__(f"{name!r} is still held by another owner; gave up waiting")
+        self.holder = holder

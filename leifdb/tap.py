@@ -17,6 +17,7 @@ import atexit
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -274,6 +275,7 @@ def make_service(
             limits=node_config.limits,
             proposal_timeout=max(5.0, 5 * node_config.election_timeout_ms / 1000.0),
             read_timeout=max(2.0, 3 * node_config.election_timeout_ms / 1000.0),
+            now=time.monotonic,  # leases count down on a clock that never jumps
         )
     if node is None:
         node = NodeLauncher(node_config, reactor, service)

@@ -19,22 +19,50 @@ from typing import Callable, Protocol
 
 from twisted.internet.defer import Deferred
 
-from leifdb.kv.commands import Condition, Event, Item, Txn, TxnResult
+from leifdb.kv.commands import Condition, Event, Fence, Item, Txn, TxnResult
 
 __all__ = [
     "CONSISTENCY_LINEARIZABLE",
     "CONSISTENCY_STALE",
+    "ELECTION_PREFIX",
+    "Holder",
+    "LOCK_PREFIX",
+    "LeaseInfo",
     "NodeStatus",
+    "ObserveSink",
     "Page",
     "Service",
     "ServiceLimits",
     "WatchHandle",
     "WatchSink",
     "WriteResult",
+    "election_prefix",
+    "lock_fence",
+    "lock_prefix",
 ]
 
 CONSISTENCY_LINEARIZABLE = "linearizable"
 CONSISTENCY_STALE = "stale"
+
+# Where locks and elections keep their keys: ``{prefix}{name}/{lease id}`` (etcd's
+# recipe: one key per owner; the lowest create revision holds).
+LOCK_PREFIX = "_lock/"
+ELECTION_PREFIX = "_election/"
+
+
+def lock_prefix(name: str) -> str:
+    """Where lock ``name``'s owners keep their keys."""
+    return f"{LOCK_PREFIX}{name}/"
+
+
+def election_prefix(name: str) -> str:
+    """Where election ``name``'s candidates keep their keys."""
+    return f"{ELECTION_PREFIX}{name}/"
+
+
+def lock_fence(name: str, token: int) -> Fence:
+    """The fence of ``PUT ?fence=NAME:TOKEN``: lock ``name`` still held with ``token``."""
+    return Fence(lock_prefix(name), token)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +103,37 @@ class WriteResult:
     ok: bool
     revision: int
     current: Item | None = None
+    failure: str | None = None
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    """A lease as the leader sees it. ``ttl``: seconds granted; ``remaining``: seconds left
+    before the leader expires it (``ttl`` right after a grant or keepalive); ``keys``:
+    attached keys in key order (filled by ``lease_info`` only); ``revision``: the store
+    revision of the answer."""
+
+    id: int
+    ttl: float
+    remaining: float
+    keys: tuple[str, ...] = ()
+    revision: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A lock's holder or an election's leader: its key under the lock's or election's
+    prefix, ``token`` (the key's create revision: strictly increasing with every
+    acquisition, the fencing token), the owning ``lease``, the ``value`` and the key's
+    current ``revision`` (a proclaim changes it, never the token)."""
+
+    name: str
+    key: str
+    token: int
+    lease: int
+    value: str
+    revision: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +156,12 @@ class ServiceLimits:
     progress_interval: float = 5.0
     max_wait_seconds: float = 600.0
     default_wait_seconds: float = 60.0
+    max_leases: int = 100_000
+    min_lease_ttl: float = 2.0
+    max_lease_ttl: float = 30 * 86_400.0
+    max_keys_per_lease: int = 10_000
+    lease_checkpoint_interval: float = 1.0
+    max_name_bytes: int = 256
 
 
 class WatchSink(Protocol):
@@ -117,6 +182,18 @@ class WatchSink(Protocol):
         """The watch ended for ``reason``: ``compacted`` (its position left the history
         window; ``compact_revision`` is where history starts), ``overflow`` (too slow),
         ``shutdown`` (the node stops) or ``cancelled``."""
+        ...
+
+
+class ObserveSink(Protocol):
+    """Where an election's observe stream delivers. Called on the reactor thread."""
+
+    def leader(self, holder: Holder | None, revision: int) -> None:
+        """The election's leader (or its value) at ``revision``; None: no leader."""
+        ...
+
+    def closed(self, reason: str, compact_revision: int | None = None) -> None:
+        """As ``WatchSink.closed``."""
         ...
 
 
@@ -157,10 +234,81 @@ class Service(Protocol):
         items, stopping early past ``max_page_bytes`` of keys and values."""
         ...
 
-    def put(self, key: str, value: str, condition: Condition | None = None) -> Deferred[WriteResult]:
+    def put(
+        self,
+        key: str,
+        value: str,
+        condition: Condition | None = None,
+        *,
+        lease: int = 0,
+        ttl: float | None = None,
+        fence: Fence | None = None,
+    ) -> Deferred[WriteResult]:
+        """``lease``: attach to that lease (``LeaseNotFound`` if absent); ``ttl``: grant a
+        lease of that many seconds for this key alone (not with ``lease``); ``fence``: see
+        ``Fence``. A failed condition or fence: ``ok`` False, ``failure`` says which."""
         ...
 
-    def delete(self, key: str, condition: Condition | None = None) -> Deferred[WriteResult]:
+    def delete(
+        self, key: str, condition: Condition | None = None, *, fence: Fence | None = None
+    ) -> Deferred[WriteResult]:
+        ...
+
+    # -- leases (served by the leader: elsewhere ``NotLeaderError``) ---------------------
+
+    def grant_lease(self, ttl: float) -> Deferred[LeaseInfo]:
+        """``InvalidRequest`` outside ``min_lease_ttl..max_lease_ttl``, ``LimitExceeded``
+        past ``max_leases``."""
+        ...
+
+    def keepalive(self, lease_id: int) -> Deferred[LeaseInfo]:
+        """Renew through the log (batched): fires once the renewal committed. A lease whose
+        deadline passed is not renewed: ``LeaseNotFound``."""
+        ...
+
+    def lease_info(self, lease_id: int) -> Deferred[LeaseInfo]:
+        ...
+
+    def leases(self) -> Deferred[list[LeaseInfo]]:
+        """Every lease, by id, without keys."""
+        ...
+
+    def revoke_lease(self, lease_id: int) -> Deferred[int]:
+        """Fires with the revision that deleted the lease and its keys."""
+        ...
+
+    # -- locks and elections -------------------------------------------------------------
+
+    def lock(self, name: str, lease: int, *, value: str = "", timeout: float) -> Deferred[Holder]:
+        """Wait (in order of arrival) until this lease holds lock ``name``; ``LockTimeout``
+        after ``timeout`` seconds (the waiter's key is removed). Cancelling the Deferred
+        removes the waiter's key too. The same lease asking again gets its own key back."""
+        ...
+
+    def lock_holder(self, name: str, consistency: str = CONSISTENCY_LINEARIZABLE
+                    ) -> Deferred[Holder | None]:
+        ...
+
+    def campaign(self, name: str, lease: int, value: str, *, timeout: float) -> Deferred[Holder]:
+        """As ``lock``, under the election prefix, the value being the candidate's."""
+        ...
+
+    def election_leader(self, name: str, consistency: str = CONSISTENCY_LINEARIZABLE
+                        ) -> Deferred[Holder | None]:
+        ...
+
+    def proclaim(self, name: str, token: int, value: str) -> Deferred[Holder]:
+        """The leader with ``token`` announces a new value; ``NotHolder`` otherwise."""
+        ...
+
+    def resign(self, name: str, token: int) -> Deferred[int]:
+        """The leader with ``token`` steps down (its key is deleted); ``NotHolder``
+        otherwise. Fires with the revision of the delete."""
+        ...
+
+    def observe(self, sink: ObserveSink, name: str) -> WatchHandle:
+        """Deliver the election's current leader at once, then every change of its
+        leader or of the leader's value, from this node's applied state."""
         ...
 
     def txn(self, txn: Txn, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[TxnResult]:

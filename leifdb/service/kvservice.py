@@ -16,15 +16,26 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 
 from leifdb import __version__
-from leifdb.errors import InvalidRequest, LimitExceeded, NotLeaderError, Unavailable
+from leifdb.errors import (
+    InvalidRequest,
+    LeaseNotFound,
+    LimitExceeded,
+    NotLeaderError,
+    Unavailable,
+)
 from leifdb.kv.commands import (
+    FAILED_LEASE_NOT_FOUND,
     ApplyResult,
     Command,
     Condition,
     Delete,
     Event,
+    Fence,
     Get,
     Item,
+    Lease,
+    LeaseGrant,
+    LeaseRevoke,
     Put,
     Range,
     Txn,
@@ -36,12 +47,19 @@ from leifdb.raft.messages import Entry, EntryType, ReadState, Role, SoftState
 from leifdb.service.api import (
     CONSISTENCY_LINEARIZABLE,
     CONSISTENCY_STALE,
+    Holder,
+    LeaseInfo,
     NodeStatus,
+    ObserveSink,
     Page,
     ServiceLimits,
     WatchSink,
     WriteResult,
+    election_prefix,
+    lock_prefix,
 )
+from leifdb.service.leases import Lessor
+from leifdb.service.locks import Coordination
 from leifdb.service.wait import Waits
 from leifdb.service.watch import Watcher, WatchHub
 from leifdb.wire import DecodeError, decode_command, encode_command
@@ -85,7 +103,10 @@ class KVService:
         limits: ServiceLimits | None = None,
         proposal_timeout: float = 5.0,
         read_timeout: float = 3.0,
+        now: Callable[[], float] | None = None,
     ) -> None:
+        """``now``: the monotonic clock leases count down on (production:
+        ``time.monotonic``); by default the reactor's, which simulations drive."""
         self.reactor = reactor
         self.limits = limits or ServiceLimits()
         self._kv = KVStore()
@@ -94,6 +115,14 @@ class KVService:
         self._hub = WatchHub(reactor, self.limits)
         self._observers: list[Callable[[int, tuple[Event, ...]], None]] = []
         self._stopped = False
+        clock = now or reactor.seconds
+        self._lessor = Lessor(
+            reactor, clock, lambda: self._kv, self._propose,
+            self.limits.lease_checkpoint_interval,
+        )
+        self._coordination = Coordination(
+            self, lambda: self._kv, self._hub, clock, self.limits.max_name_bytes
+        )
 
     def attach(self, node: Consensus) -> None:
         self._node = node
@@ -147,22 +176,213 @@ class KVService:
                 return Page(tuple(items[:n]), True, self.revision)
         return Page(tuple(items), more, self.revision)
 
-    def put(self, key: str, value: str, condition: Condition | None = None) -> Deferred[WriteResult]:
+    def put(
+        self,
+        key: str,
+        value: str,
+        condition: Condition | None = None,
+        *,
+        lease: int = 0,
+        ttl: float | None = None,
+        fence: Fence | None = None,
+    ) -> Deferred[WriteResult]:
         try:
             self._check_key(key)
             self._check_value(value)
-            d = self._propose(Put(key, value, condition))
+            grant_ttl_ms = 0
+            if ttl is not None:
+                if lease:
+                    raise InvalidRequest("give a lease or a ttl, not both")
+                grant_ttl_ms = self._check_new_lease(ttl)
+            elif lease:
+                self._check_attach(lease, key)
+            d = self._propose(Put(key, value, condition, lease, grant_ttl_ms, fence))
         except Exception:
             return fail()
-        return d.addCallback(_write_result)
+        return d.addCallback(_write_result, lease)
 
-    def delete(self, key: str, condition: Condition | None = None) -> Deferred[WriteResult]:
+    def delete(
+        self, key: str, condition: Condition | None = None, *, fence: Fence | None = None
+    ) -> Deferred[WriteResult]:
         try:
             self._check_key(key)
-            d = self._propose(Delete(key, condition))
+            d = self._propose(Delete(key, condition, fence))
         except Exception:
             return fail()
-        return d.addCallback(_write_result)
+        return d.addCallback(_write_result, 0)
+
+    # -- leases ------------------------------------------------------------------------
+
+    def grant_lease(self, ttl: float) -> Deferred[LeaseInfo]:
+        try:
+            ttl_ms = self._check_new_lease(ttl)
+            d = self._propose(LeaseGrant(ttl_ms))
+        except Exception:
+            return fail()
+        return d.addCallback(
+            lambda r: LeaseInfo(r.lease, ttl_ms / 1000.0, ttl_ms / 1000.0, revision=r.revision)
+        )
+
+    def keepalive(self, lease_id: int) -> Deferred[LeaseInfo]:
+        try:
+            self._leader_or_refuse()
+            d = self._lessor.keepalive(lease_id)
+        except Exception:
+            return fail()
+        return d.addCallback(
+            lambda ttl: LeaseInfo(lease_id, ttl, ttl, revision=self.revision)
+        )
+
+    def lease_info(self, lease_id: int) -> Deferred[LeaseInfo]:
+        def read(_: None) -> LeaseInfo:
+            lease = self._kv.lease(lease_id)
+            if lease is None:
+                raise LeaseNotFound(lease_id)
+            return self._lease_info(lease, lease.keys)
+
+        return self._leader_read().addCallback(read)
+
+    def leases(self) -> Deferred[list[LeaseInfo]]:
+        return self._leader_read().addCallback(
+            lambda _: [self._lease_info(lease, ()) for lease in self._kv.leases()]
+        )
+
+    def revoke_lease(self, lease_id: int) -> Deferred[int]:
+        try:
+            if self._is_leader() and not self._kv.has_lease(lease_id):
+                raise LeaseNotFound(lease_id)
+            d = self._propose(LeaseRevoke(lease_id))
+        except Exception:
+            return fail()
+
+        def revoked(result: ApplyResult) -> int:
+            if not result.ok:
+                raise LeaseNotFound(lease_id)
+            return result.revision
+
+        return d.addCallback(revoked)
+
+    def _lease_info(self, lease: Lease, keys: tuple[str, ...]) -> LeaseInfo:
+        return LeaseInfo(
+            lease.id, lease.ttl_ms / 1000.0, self._lessor.remaining(lease.id, lease.remaining_ms),
+            keys, self.revision,
+        )
+
+    def _leader_read(self) -> Deferred[None]:
+        """A linearizable read on the leader: lease TTLs are the leader's to tell."""
+        try:
+            self._leader_or_refuse()
+            return self._barrier(CONSISTENCY_LINEARIZABLE)
+        except Exception:
+            return fail()
+
+    def _is_leader(self) -> bool:
+        """Checks against the applied state only mean something on the leader; elsewhere
+        the proposal is refused with the leader's address anyway."""
+        st = self._node.raft_status() if self._node is not None else None
+        return st is not None and st.role is Role.LEADER
+
+    def _leader_or_refuse(self) -> None:
+        node = self._node_or_refuse()
+        st = node.raft_status()
+        if st is None or st.role is not Role.LEADER:
+            raise NotLeaderError(node.http_address(st.leader_id) if st is not None else None)
+
+    def _check_new_lease(self, ttl: float) -> int:
+        """A new lease's TTL in milliseconds, after the limits."""
+        limits = self.limits
+        if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not (
+            limits.min_lease_ttl <= ttl <= limits.max_lease_ttl
+        ):
+            raise InvalidRequest(
+                f"a lease's ttl is from {limits.min_lease_ttl:g} to "
+                f"{limits.max_lease_ttl:g} seconds"
+            )
+        if self._is_leader() and self._kv.lease_count() >= limits.max_leases:
+            raise LimitExceeded(f"there are already {limits.max_leases} leases")
+        return round(ttl * 1000)
+
+    def _check_attach(self, lease_id: int, key: str) -> None:
+        """The lease exists here, and has room for ``key`` (checked when the request
+        arrives: concurrent puts may overshoot ``max_keys_per_lease`` slightly)."""
+        if not isinstance(lease_id, int) or isinstance(lease_id, bool) or lease_id < 1:
+            raise InvalidRequest("a lease id is a positive integer")
+        if not self._is_leader():
+            return
+        count = self._kv.lease_key_count(lease_id)
+        if count is None:
+            raise LeaseNotFound(lease_id)
+        current = self._kv.get(key)
+        if (current is None or current.lease != lease_id) and (
+            count >= self.limits.max_keys_per_lease
+        ):
+            raise LimitExceeded(
+                f"lease {lease_id} already has {self.limits.max_keys_per_lease} keys"
+            )
+
+    # -- locks and elections -------------------------------------------------------------
+
+    def lock(self, name: str, lease: int, *, value: str = "", timeout: float) -> Deferred[Holder]:
+        return self._acquire(name, lock_prefix, lease, value, timeout)
+
+    def campaign(self, name: str, lease: int, value: str, *, timeout: float) -> Deferred[Holder]:
+        return self._acquire(name, election_prefix, lease, value, timeout)
+
+    def _acquire(
+        self, name: str, prefix: Callable[[str], str], lease: int, value: str, timeout: float
+    ) -> Deferred[Holder]:
+        try:
+            self._coordination.check_name(name)
+            self._check_value(value)
+            self._check_timeout(timeout)
+            self._check_attach(lease, prefix(name) + str(lease))
+        except Exception:
+            return fail()
+        return self._coordination.acquire(name, prefix(name), lease, value, timeout)
+
+    def lock_holder(
+        self, name: str, consistency: str = CONSISTENCY_LINEARIZABLE
+    ) -> Deferred[Holder | None]:
+        return self._holder(name, lock_prefix, consistency)
+
+    def election_leader(
+        self, name: str, consistency: str = CONSISTENCY_LINEARIZABLE
+    ) -> Deferred[Holder | None]:
+        return self._holder(name, election_prefix, consistency)
+
+    def _holder(
+        self, name: str, prefix: Callable[[str], str], consistency: str
+    ) -> Deferred[Holder | None]:
+        try:
+            self._coordination.check_name(name)
+        except Exception:
+            return fail()
+        return self._coordination.holder(name, prefix(name), consistency)
+
+    def proclaim(self, name: str, token: int, value: str) -> Deferred[Holder]:
+        try:
+            self._coordination.check_name(name)
+            self._check_value(value)
+        except Exception:
+            return fail()
+        return self._coordination.proclaim(name, election_prefix(name), token, value)
+
+    def resign(self, name: str, token: int) -> Deferred[int]:
+        try:
+            self._coordination.check_name(name)
+        except Exception:
+            return fail()
+        return self._coordination.resign(name, election_prefix(name), token)
+
+    def observe(self, sink: ObserveSink, name: str) -> Watcher:
+        self._coordination.check_name(name)
+        return self._coordination.observe(sink, name, election_prefix(name))
+
+    def _check_timeout(self, timeout: float) -> None:
+        if not 0 <= timeout <= self.limits.max_wait_seconds:
+            raise InvalidRequest(
+                f"timeout must be from 0 to {self.limits.max_wait_seconds:g} seconds"
+            )
 
     def txn(self, txn: Txn, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[TxnResult]:
         try:
@@ -173,7 +393,13 @@ class KVService:
             d = self._propose(txn)
         except Exception:
             return fail()
-        return d.addCallback(lambda result: result.txn)
+        return d.addCallback(self._txn_result, txn)
+
+    def _txn_result(self, result: ApplyResult, txn: Txn) -> TxnResult:
+        if result.error == FAILED_LEASE_NOT_FOUND:
+            raise LeaseNotFound(_missing_lease(self._kv, txn))
+        assert result.txn is not None
+        return result.txn
 
     def watch(
         self, sink: WatchSink, key: str, *, prefix: bool = False, start_revision: int | None = None
@@ -190,10 +416,7 @@ class KVService:
             self._check_key(key, allow_empty=prefix)
             if wait_revision < 1:
                 raise InvalidRequest("wait_revision must be at least 1")
-            if not 0 <= timeout <= self.limits.max_wait_seconds:
-                raise InvalidRequest(
-                    f"timeout must be from 0 to {self.limits.max_wait_seconds:g} seconds"
-                )
+            self._check_timeout(timeout)
             return self._hub.wait(key, prefix, wait_revision, timeout)
         except Exception:
             return fail()
@@ -297,6 +520,8 @@ class KVService:
                 if isinstance(op, Put):
                     self._check_value(op.value)
                     size += len(op.value.encode("utf-8"))
+                    if op.lease:
+                        self._check_attach(op.lease, op.key)
                 if isinstance(op, (Put, Delete)):
                     if op.key in written:
                         raise InvalidRequest(f"two writes to the key {op.key!r} in one branch")
@@ -321,15 +546,18 @@ class KVService:
             if entry.index <= kv.applied_index:
                 continue
             result: ApplyResult | None = None
+            command: Command | None = None
             if entry.type is EntryType.NORMAL:
                 try:
-                    result = kv.apply(entry.index, decode_command(entry.data))
+                    command = decode_command(entry.data)
+                    result = kv.apply(entry.index, command)
                 except DecodeError:
                     log.error("Skipping undecodable entry {index}", index=entry.index)
                     kv.note_applied(entry.index)
             else:
                 kv.note_applied(entry.index)
             events = result.events if result is not None else ()
+            self._lessor.applied(entry.index, entry.term, command, result)
             self._waits.applied(entry.index, entry.term, result)
             self._hub.applied(entry.index, events)
             for observer in list(self._observers):
@@ -350,6 +578,7 @@ class KVService:
         self._kv = restored
         self._hub.reset(restored.applied_index)
         self._waits.applied_to(restored.applied_index)
+        self._lessor.reset()
 
     def read_states(self, states: list[ReadState], leader_http: str | None) -> None:
         for state in states:
@@ -361,15 +590,32 @@ class KVService:
                 self._waits.read_refused(state.read_id, Unavailable("no leader confirmed the read"))
 
     def role_changed(self, soft: SoftState) -> None:
-        if soft.role is not Role.LEADER:
+        if soft.role is Role.LEADER:
+            self._lessor.became_leader(soft.term)
+        else:
             self._waits.leadership_lost()
+            self._lessor.lost_leadership()
 
     def stopped(self, write_error: Exception, read_error: Exception) -> None:
         """The node stops (shutdown or a storage failure): nothing pending can finish."""
         self._stopped = True
+        self._lessor.stop()
         self._waits.fail_all(write_error, read_error)
         self._hub.shutdown()
 
 
-def _write_result(result: ApplyResult) -> WriteResult:
-    return WriteResult(ok=result.ok, revision=result.revision, current=result.current)
+def _write_result(result: ApplyResult, lease: int) -> WriteResult:
+    if result.error == FAILED_LEASE_NOT_FOUND:
+        raise LeaseNotFound(lease)
+    return WriteResult(
+        ok=result.ok, revision=result.revision, current=result.current,
+        failure=result.error, lease=result.lease,
+    )
+
+
+def _missing_lease(kv: KVStore, txn: Txn) -> int:
+    """The first lease a transaction's puts name that the store lacks."""
+    for op in txn.success + txn.failure:
+        if isinstance(op, Put) and op.lease and not kv.has_lease(op.lease):
+            return op.lease
+    return 0
