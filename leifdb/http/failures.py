@@ -2,7 +2,8 @@
 
 Reads (and read-only transactions, watch start points, long polls) and writes differ in
 what a client must learn: a write says whether it was ``applied`` (false: safe to retry;
-"unknown": read first), a read only where to go or when to retry.
+"unknown": read first), a read only where to go or when to retry. Lease reads are served
+by the leader alone (only it keeps the deadlines), so they have their own wording.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from twisted.web.iweb import IRequest
 from leifdb.errors import (
     Compacted,
     InvalidRequest,
+    LeaseNotFound,
     LimitExceeded,
+    LockTimeout,
+    NotHolder,
     NotLeaderError,
     OutcomeUnknown,
     Unavailable,
@@ -25,7 +29,14 @@ from leifdb.errors import (
 from leifdb.http.errors import ApiError
 from leifdb.http.params import split_uri
 
-__all__ = ["RETRY_AFTER_SECONDS", "read_failure", "redirect", "shield", "write_failure"]
+__all__ = [
+    "RETRY_AFTER_SECONDS",
+    "leader_read_failure",
+    "read_failure",
+    "redirect",
+    "shield",
+    "write_failure",
+]
 
 RETRY_AFTER_SECONDS = 1
 # RFC 3986 characters that may stay as they are in a Location path or query; "%" stays
@@ -74,6 +85,12 @@ def _why(error: Exception) -> str:
 
 def _common(error: Exception) -> ApiError | None:
     """Errors that mean the same for reads and writes: nothing was done."""
+    if isinstance(error, LeaseNotFound):
+        return ApiError(404, str(error), lease=error.lease_id)
+    if isinstance(error, NotHolder):
+        return ApiError(412, str(error) or "the token is not the election's leader")
+    if isinstance(error, LockTimeout):
+        return ApiError(423, str(error), holder=error.holder)
     if isinstance(error, Compacted):
         return ApiError(410, str(error), compact_revision=error.compact_revision)
     if isinstance(error, LimitExceeded):
@@ -105,6 +122,19 @@ def read_failure(request: IRequest, error: Exception) -> ApiError | None:
             "retry, or use consistency=stale",
             headers=_RETRY,
         )
+    return _common(error)
+
+
+def leader_read_failure(request: IRequest, error: Exception) -> ApiError | None:
+    """The answer for a read only the leader serves (leases), or None (a bug: 500)."""
+    if isinstance(error, NotLeaderError):
+        if error.leader_http:
+            return redirect(request, error.leader_http, "only the leader keeps leases; ask it")
+        return ApiError(503, "no leader is known, so no node keeps leases now; retry",
+                        headers=_RETRY)
+    if isinstance(error, (Unavailable, OutcomeUnknown)):
+        return ApiError(503, f"the leader cannot answer right now{_why(error)}; retry",
+                        headers=_RETRY)
     return _common(error)
 
 

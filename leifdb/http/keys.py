@@ -7,6 +7,7 @@ Each handler's docstring ends with its OpenAPI 2.0 operation in YAML after ``---
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.web.iweb import IRequest
 
@@ -14,18 +15,25 @@ from leifdb.http.errors import ApiError, respond_json
 from leifdb.http.params import (
     Query,
     check_text,
+    check_ttl,
+    duration_field,
+    id_field,
     parse_body,
     parse_bool,
     parse_condition,
     parse_consistency,
+    parse_duration,
+    parse_fence,
     parse_key,
     parse_limit,
     parse_revision,
     parse_timeout,
     read_body,
+    text_field,
 )
 from leifdb.http.render import etag, item_json, page_json
 from leifdb.http.routing import Routes, accepts, api
+from leifdb.kv.commands import FAILED_FENCE, FAILED_LEASE_NOT_FOUND
 from leifdb.service.api import ServiceLimits, WriteResult
 
 __all__ = ["KeyRoutes"]
@@ -42,10 +50,37 @@ class _Poll:
     limit: int | None
 
 
-def _one_source(name: str, from_query: str | None, from_body: str | None) -> str | None:
+_PUT_BODY = {"value": text_field, "prev": text_field, "lease": id_field, "ttl": duration_field}
+
+
+@dataclass(frozen=True, slots=True)
+class _Attach:
+    """What a put does about leases: attach the key to ``lease`` (0: none), or grant a
+    lease of ``ttl`` seconds for it alone."""
+
+    lease: int = 0
+    ttl: float | None = None
+
+
+def _one_source(name: str, from_query: Any, from_body: Any) -> Any:
     if from_query is not None and from_body is not None:
         raise ApiError(400, f"{name!r} is given both in the query and in the body")
     return from_query if from_query is not None else from_body
+
+
+def _parse_attach(query: Query, body: dict[str, Any], limits: ServiceLimits) -> _Attach:
+    """``lease`` and ``ttl`` from the query or the body (not both places, not both)."""
+    text = query.single("ttl")
+    ttl = _one_source("ttl", None if text is None else parse_duration(text, "ttl"),
+                      body.get("ttl"))
+    lease = _one_source("lease", parse_revision(query.single("lease"), "lease"),
+                        body.get("lease"))
+    if lease is not None and ttl is not None:
+        raise ApiError(400, "give lease (attach to a lease) or ttl (grant one for this key "
+                            "alone), not both")
+    if ttl is not None:
+        return _Attach(ttl=check_ttl(ttl, limits))
+    return _Attach(lease=lease or 0)
 
 
 def _parse_poll(query: Query, limits: ServiceLimits) -> _Poll | None:
@@ -235,7 +270,7 @@ class KeyRoutes(Routes):
         return respond_json(request, 200, item_json(item))
 
     @api.route("/db/<key:key>", methods=["PUT"], merge_slashes=False)
-    @accepts("value", "prev")
+    @accepts("value", "prev", "lease", "ttl", "fence")
     async def put_key(self, request: IRequest, key: str) -> bytes:
         """Write one key once a majority has committed it and this node applied it.
 
@@ -246,7 +281,11 @@ class KeyRoutes(Routes):
           description: >-
             The value comes from the `value` query parameter or the JSON body's `value`
             field (not both). At most one condition may be given: `prev`, `If-Match`
-            or `If-None-Match`.
+            or `If-None-Match`. `lease` attaches the key to a lease (it is deleted when
+            the lease ends); `ttl` grants a new lease for this key alone (its id is the
+            answer's `lease`); a put without either detaches the key from its lease.
+            `fence=NAME:TOKEN` applies the write only while lock NAME is held with that
+            fencing token (412 otherwise).
           operationId: putKey
           consumes: [application/json]
           parameters:
@@ -260,6 +299,9 @@ class KeyRoutes(Routes):
               name: prev
               type: string
               description: Write only if the current value equals this.
+            - LeaseQuery
+            - TtlQuery
+            - FenceQuery
             - in: body
               name: body
               required: false
@@ -269,13 +311,14 @@ class KeyRoutes(Routes):
           responses:
             200:
               description: Committed and applied.
-              schema: WriteOk
+              schema: PutOk
               headers:
                 ETag:
                   type: string
                   description: The key's new revision, quoted.
             307: NotLeader
             400: BadRequest
+            404: LeaseNotFound
             412: ConditionFailed
             413: TooLarge
             500: InternalError
@@ -285,7 +328,7 @@ class KeyRoutes(Routes):
         service_limits = self.limits.service
         key = parse_key(key, service_limits.max_key_bytes)
         query = self._query(request)
-        body = parse_body(read_body(request, self.limits.max_body_bytes), ("value", "prev"))
+        body = parse_body(read_body(request, self.limits.max_body_bytes), _PUT_BODY)
         value = _one_source("value", query.single("value"), body.get("value"))
         if value is None:
             raise ApiError(
@@ -294,13 +337,21 @@ class KeyRoutes(Routes):
         check_text(value, "value", service_limits.max_value_bytes)
         prev = _one_source("prev", query.single("prev"), body.get("prev"))
         condition = parse_condition(request, prev, service_limits.max_value_bytes)
-        result = await self._write(request, self.service.put, key, value, condition)
-        self._check_written(request, key, result)
+        attach = _parse_attach(query, body, service_limits)
+        fence_text = query.single("fence")
+        fence = parse_fence(fence_text, service_limits.max_name_bytes)
+        result = await self._write(
+            request, self.service.put, key, value, condition,
+            lease=attach.lease, ttl=attach.ttl, fence=fence,
+        )
+        self._check_written(request, key, result, fence_text, attach.lease)
         request.setHeader(b"ETag", etag(result.revision))
-        return respond_json(request, 200, {"status": "Ok", "revision": result.revision})
+        return respond_json(
+            request, 200, {"status": "Ok", "revision": result.revision, "lease": result.lease}
+        )
 
     @api.route("/db/<key:key>", methods=["DELETE"], merge_slashes=False)
-    @accepts("prev")
+    @accepts("prev", "fence")
     async def delete_key(self, request: IRequest, key: str) -> bytes:
         """Delete one key; an absent key is not an error (200, nothing changes).
 
@@ -308,6 +359,9 @@ class KeyRoutes(Routes):
         delete:
           tags: [keys]
           summary: Delete a key (optionally only if a condition holds)
+          description: >-
+            Deleting a lock's key (`_lock/{name}/{lease}`) releases the lock; `fence`
+            deletes only while a lock is held with that token.
           operationId: deleteKey
           consumes: [application/json]
           parameters:
@@ -315,6 +369,7 @@ class KeyRoutes(Routes):
               name: prev
               type: string
               description: Delete only if the current value equals this.
+            - FenceQuery
             - in: body
               name: body
               required: false
@@ -335,20 +390,35 @@ class KeyRoutes(Routes):
             503: NoLeader
             504: OutcomeUnknown
         """
-        key = parse_key(key, self.limits.service.max_key_bytes)
+        service_limits = self.limits.service
+        key = parse_key(key, service_limits.max_key_bytes)
         query = self._query(request)
         body = parse_body(read_body(request, self.limits.max_body_bytes), ("prev",))
         prev = _one_source("prev", query.single("prev"), body.get("prev"))
-        condition = parse_condition(request, prev, self.limits.service.max_value_bytes)
-        result = await self._write(request, self.service.delete, key, condition)
-        self._check_written(request, key, result)
+        condition = parse_condition(request, prev, service_limits.max_value_bytes)
+        fence_text = query.single("fence")
+        fence = parse_fence(fence_text, service_limits.max_name_bytes)
+        result = await self._write(request, self.service.delete, key, condition, fence=fence)
+        self._check_written(request, key, result, fence_text)
         return respond_json(request, 200, {"status": "Ok", "revision": result.revision})
 
-    def _check_written(self, request: IRequest, key: str, result: WriteResult) -> None:
-        """Stamp the answer; 412 with the key as it is when the condition failed."""
+    def _check_written(
+        self, request: IRequest, key: str, result: WriteResult, fence: str | None,
+        lease: int = 0,
+    ) -> None:
+        """Stamp the answer; 412 when the fence or the condition failed (with the key as
+        it is for a condition), 404 when the lease named is gone."""
         self._stamp(request)
         if result.ok:
             return
+        if result.failure == FAILED_FENCE:
+            name, _, token = (fence or "").rpartition(":")
+            raise ApiError(
+                412, f"fenced: lock {name} is no longer held with token {token}", fence=fence
+            )
+        if result.failure == FAILED_LEASE_NOT_FOUND:
+            raise ApiError(404, f"lease {lease} not found (revoked, expired or never "
+                                "granted); nothing was changed", lease=lease, key=key)
         current = result.current
         headers = {"ETag": etag(current.revision).decode()} if current else {}
         raise ApiError(

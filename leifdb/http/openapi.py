@@ -46,7 +46,8 @@ Every endpoint refuses query parameters it does not know with 400.
 
 **Revisions.** Every write is a Raft log entry; a key's revision is the log index of the
 write that last set it. Reads and writes return it in the body and as a quoted `ETag`.
-Every key-API response (`/db`, `/txn`, `/watch`), errors included, carries
+Every key-API response (`/db`, `/txn`, `/watch`, `/lease`, `/lock`, `/election`), errors
+included, carries
 `X-LeifDB-Revision`: the node's applied revision when it answered. Read, then watch from
 that revision + 1 to miss nothing. History is kept for a while: asking for an older
 revision gets 410 with `compact_revision`.
@@ -63,6 +64,14 @@ leader: 503 with `Retry-After` and `"applied": false`. If the outcome of a write
 
 **Watching.** `GET /watch/{{key}}` streams changes as Server-Sent Events;
 `GET /db/{{key}}?wait_revision=N` waits for a change, then reads (long poll).
+
+**Leases, locks, elections.** `POST /lease` grants a lease; keys attached to it
+(`PUT /db/{{key}}?lease=ID`, or `?ttl=30s` for a lease of their own) are deleted when it
+is revoked or expires without a keepalive. `POST /lock/{{name}}` waits until a lease holds
+the lock and answers its fencing `token`; writes with `?fence=NAME:TOKEN` apply only while
+it is still held so. `POST /election/{{name}}/campaign` waits until elected;
+`GET /election/{{name}}/observe` streams the leader. These are served by the leader (a
+follower answers 307, as for writes); their keys live under `_lock/` and `_election/`.
 
 **Errors** are always JSON `{{"error": "..."}}`, with extra fields where useful. An unknown
 path is 404; a known path with another method is 405 with an `Allow` header. `HEAD` is
@@ -88,6 +97,7 @@ def _sizes(limits: HttpLimits) -> dict[str, int]:
         "max_txn_bytes": limits.max_txn_body_bytes,
         "max_request_line_bytes": limits.max_request_line_bytes,
         "max_header_bytes": limits.max_header_bytes,
+        "max_name_bytes": limits.service.max_name_bytes,
     }
 
 
@@ -107,6 +117,9 @@ def openapi_document(*, version: str, limits: HttpLimits | None = None) -> dict[
         tags=[
             {"name": "keys", "description": "Read and write keys, alone or in transactions."},
             {"name": "watch", "description": "Follow changes as they happen."},
+            {"name": "leases", "description": "Keys that live as long as their owner."},
+            {"name": "locks", "description": "Mutual exclusion with fencing tokens."},
+            {"name": "elections", "description": "One leader among candidates."},
             {"name": "cluster", "description": "Node and cluster status."},
             {"name": "docs", "description": "This document and its UI."},
         ],

@@ -25,13 +25,35 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
             "prefix is meant (`prefix=true`) it may be empty."
         ),
     },
+    "file": {
+        "in": "path",
+        "name": "file",
+        "required": True,
+        "type": "string",
+        "x-example": "index.html",
+        "description": "A file name of the Swagger UI.",
+    },
+    "lease_id": {
+        "in": "path",
+        "name": "lease_id",
+        "required": True,
+        "type": "integer",
+        "format": "int64",
+        "minimum": 1,
+        "x-example": 1,
+        "description": "A lease's id, as `POST /lease` answered it.",
+    },
     "name": {
         "in": "path",
         "name": "name",
         "required": True,
         "type": "string",
-        "x-example": "index.html",
-        "description": "A file name of the Swagger UI.",
+        "x-example": "jobs",
+        "description": (
+            "A lock's or an election's name: non-empty, without `/`, at most "
+            "{max_name_bytes} bytes. Its owners' keys are `_lock/{{name}}/{{lease}}` "
+            "(`_election/{{name}}/{{lease}}`)."
+        ),
     },
 }
 
@@ -64,7 +86,17 @@ _LOCATION = {
     }
 }
 _REVISION = {"type": "integer", "format": "int64", "minimum": 1}
-_ITEM_EXAMPLE = {"key": "greeting", "value": "hello", "revision": 7}
+_COUNT = {"type": "integer", "format": "int64", "minimum": 0}
+_LEASE_ID = {"type": "integer", "format": "int64", "minimum": 1}
+_SECONDS = {"type": "number", "minimum": 0}
+_ITEM_EXAMPLE = {"key": "greeting", "value": "hello", "revision": 7, "create_revision": 7,
+                 "lease": 0}
+# Swagger UI's "Try it out" on a fresh node runs: grant (lease 1), lock (token 2),
+# campaign (token 3), proclaim and resign with token 3.
+_EXAMPLE_LEASE = 1
+_EXAMPLE_TOKEN = 3
+_TTL_DOC = ("Seconds (a number) or a duration string (`30s`, `500ms`, `2m`), from 2 s to "
+            "30 days.")
 
 _TXN_SCHEMAS: dict[str, dict[str, Any]] = {
     "Compare": {
@@ -73,12 +105,13 @@ _TXN_SCHEMAS: dict[str, dict[str, Any]] = {
         "additionalProperties": False,
         "properties": {
             "key": {"type": "string"},
-            "target": {"type": "string", "enum": ["value", "revision", "exists"]},
+            "target": {"type": "string", "enum": ["value", "revision", "create_revision",
+                                                  "lease", "exists"]},
             "op": {"type": "string", "enum": ["equal", "not_equal", "greater", "less"]},
             "value": {
                 "description": "A string for `value` (an absent key fails every op), an "
-                               "integer for `revision` (an absent key has 0), a boolean "
-                               "for `exists`.",
+                               "integer for `revision`, `create_revision` and `lease` (an "
+                               "absent key has 0; `lease` 0: none), a boolean for `exists`.",
             },
         },
     },
@@ -86,12 +119,13 @@ _TXN_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "required": ["op"],
         "additionalProperties": False,
-        "description": "`put` {key, value}, `delete` {key}, `get` {key} or `range` "
-                       "{prefix, start_after, limit}.",
+        "description": "`put` {key, value, lease (optional)}, `delete` {key}, `get` {key} "
+                       "or `range` {prefix, start_after, limit}.",
         "properties": {
             "op": {"type": "string", "enum": ["put", "delete", "get", "range"]},
             "key": {"type": "string"},
             "value": {"type": "string"},
+            "lease": {**_LEASE_ID, "description": "put: attach the key to this lease."},
             "prefix": {"type": "string"},
             "start_after": {"type": "string", "x-nullable": True},
             "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "x-nullable": True},
@@ -141,14 +175,141 @@ _TXN_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
+_LEASE = {
+    "id": _LEASE_ID,
+    "ttl": {**_SECONDS, "description": "Seconds granted."},
+    "remaining": {**_SECONDS, "description": "Seconds left before the leader expires it."},
+}
+_HOLDER_EXAMPLE = {"name": "jobs", "key": "_lock/jobs/1", "token": 2, "lease": 1,
+                   "value": "worker-1", "revision": 2}
+
+_LEASE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "LeaseGrantBody": {
+        "type": "object",
+        "required": ["ttl"],
+        "additionalProperties": False,
+        "properties": {"ttl": {"description": _TTL_DOC}},
+        "example": {"ttl": 30},
+    },
+    "Lease": {
+        "type": "object",
+        "required": ["id", "ttl", "remaining", "revision"],
+        "properties": {**_LEASE, "revision": _COUNT},
+        "example": {"id": 1, "ttl": 30.0, "remaining": 30.0, "revision": 1},
+    },
+    "LeaseSummary": {
+        "type": "object",
+        "required": ["id", "ttl", "remaining"],
+        "properties": _LEASE,
+    },
+    "LeaseList": {
+        "type": "object",
+        "required": ["leases", "revision"],
+        "properties": {
+            "leases": {"type": "array", "items": _ref("LeaseSummary")},
+            "revision": _COUNT,
+        },
+    },
+    "LeaseDetail": {
+        "type": "object",
+        "required": ["id", "ttl", "remaining", "keys", "revision"],
+        "properties": {
+            **_LEASE,
+            "keys": {"type": "array", "items": {"type": "string"},
+                     "description": "The keys attached to the lease, in key order."},
+            "revision": _COUNT,
+        },
+    },
+    "LeaseRevoked": {
+        "type": "object",
+        "required": ["id", "revision"],
+        "properties": {"id": _LEASE_ID, "revision": {
+            **_REVISION, "description": "The revision that deleted the lease and its keys."}},
+    },
+    "OwnerBody": {
+        "type": "object",
+        "required": ["lease"],
+        "additionalProperties": False,
+        "properties": {
+            "lease": {**_LEASE_ID, "description": "The lease that will hold the lock."},
+            "value": {"type": "string", "description": "Who holds it (default empty)."},
+        },
+        "example": {"lease": _EXAMPLE_LEASE, "value": "worker-1"},
+    },
+    "CandidateBody": {
+        "type": "object",
+        "required": ["lease"],
+        "additionalProperties": False,
+        "properties": {
+            "lease": {**_LEASE_ID, "description": "The candidate's lease."},
+            "value": {"type": "string",
+                      "description": "What the candidate announces as leader (default "
+                                     "empty), such as its address."},
+        },
+        "example": {"lease": _EXAMPLE_LEASE, "value": "node-a"},
+    },
+    "ProclaimBody": {
+        "type": "object",
+        "required": ["token", "value"],
+        "additionalProperties": False,
+        "properties": {
+            "token": {**_LEASE_ID, "description": "The leader's token (from its campaign)."},
+            "value": {"type": "string", "description": "The new value."},
+        },
+        "example": {"token": _EXAMPLE_TOKEN, "value": "node-a, at 10.0.0.1:8080"},
+    },
+    "ResignBody": {
+        "type": "object",
+        "required": ["token"],
+        "additionalProperties": False,
+        "properties": {
+            "token": {**_LEASE_ID, "description": "The leader's token (from its campaign)."},
+        },
+        "example": {"token": _EXAMPLE_TOKEN},
+    },
+    "Holder": {
+        "type": "object",
+        "required": ["name", "key", "token", "lease", "value", "revision"],
+        "properties": {
+            "name": {"type": "string"},
+            "key": {"type": "string", "description": "The holder's key (delete it to "
+                                                     "release a lock)."},
+            "token": {**_REVISION, "description": "The key's create revision: larger at "
+                                                  "every acquisition; the fencing token."},
+            "lease": _LEASE_ID,
+            "value": {"type": "string"},
+            "revision": {**_REVISION, "description": "The key's current revision."},
+        },
+        "example": _HOLDER_EXAMPLE,
+    },
+    "Resigned": {
+        "type": "object",
+        "required": ["revision"],
+        "properties": {"revision": _REVISION},
+    },
+    "LockTimeout": {
+        "type": "object",
+        "required": ["error", "holder"],
+        "properties": {
+            "error": {"type": "string"},
+            "holder": {"type": "string", "x-nullable": True,
+                       "description": "The key holding it when the wait ended; null: none."},
+        },
+    },
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Item": {
         "type": "object",
-        "required": ["key", "value", "revision"],
+        "required": ["key", "value", "revision", "create_revision", "lease"],
         "properties": {
             "key": {"type": "string"},
             "value": {"type": "string"},
-            "revision": _REVISION,
+            "revision": {**_REVISION, "description": "The write that last changed the key."},
+            "create_revision": {**_REVISION,
+                                "description": "The write that created the key (a lock "
+                                               "key's fencing token)."},
+            "lease": {**_COUNT, "description": "The lease the key is attached to; 0: none."},
         },
         "example": _ITEM_EXAMPLE,
     },
@@ -178,6 +339,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "string",
                 "description": "Write only if the current value equals this.",
             },
+            "lease": {**_LEASE_ID, "description": "Attach the key to this lease."},
+            "ttl": {"description": "Grant a lease for this key alone: " + _TTL_DOC},
         },
         "example": {"value": "hello"},
     },
@@ -198,6 +361,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "status": {"type": "string", "enum": ["Ok"]},
             "revision": _REVISION,
+        },
+    },
+    "PutOk": {
+        "type": "object",
+        "required": ["status", "revision", "lease"],
+        "properties": {
+            "status": {"type": "string", "enum": ["Ok"]},
+            "revision": _REVISION,
+            "lease": {**_COUNT, "description": "The key's lease (with `ttl`: the new "
+                                               "lease's id); 0: none."},
         },
     },
     "Health": {
@@ -246,9 +419,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "ConditionFailed": {
         "type": "object",
-        "required": ["error", "key", "value", "revision"],
+        "required": ["error"],
+        "description": "A failed condition has `key`, `value` and `revision`; a failed "
+                       "fence has `fence`.",
         "properties": {
             "error": {"type": "string"},
+            "fence": {"type": "string", "description": "The fence that failed, NAME:TOKEN."},
             "key": {"type": "string"},
             "value": {"type": "string", "x-nullable": True,
                       "description": "The current value; null if the key is absent."},
@@ -257,6 +433,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
     **_TXN_SCHEMAS,
+    **_LEASE_SCHEMAS,
 }
 
 RESPONSES: dict[str, dict[str, Any]] = {
@@ -266,6 +443,25 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "unknown `consistency`, a bad `limit`, conflicting conditions."
     ),
     "KeyNotFound": _error("The key does not exist (`key` in the body)."),
+    "LeaseNotFound": _error(
+        "The lease does not exist: never granted, revoked or expired (`lease` in the "
+        "body). Nothing was changed."
+    ),
+    "Free": _error("Nobody holds the lock (`name` in the body)."),
+    "NoElectionLeader": _error("The election has no leader (`name` in the body)."),
+    "NotHolder": _error(
+        "The token is not the election's leader (any more); nothing was changed."
+    ),
+    "LockTimeout": {
+        "description": "Not acquired within the timeout; the waiting key was removed.",
+        "schema": _ref("LockTimeout"),
+    },
+    "LeaderRedirect": _error(
+        "Only the leader keeps leases: ask `Location` (the leader).", headers=_LOCATION
+    ),
+    "LeaderUnavailable": _error(
+        "No leader is known, or it cannot answer now; retry.", headers=_RETRY_AFTER
+    ),
     "RouteNotFound": _error("No such route or file."),
     "TooLarge": _error(
         "The key, value, request body or transaction is larger than its limit (`limit`). "
@@ -279,7 +475,8 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "InternalError": _error("An unexpected error; it is logged on the node."),
     "ConditionFailed": {
         "description": "The condition did not hold; nothing changed. The body holds the key's "
-                       "current value and revision, also sent as `ETag` when it exists.",
+                       "current value and revision, also sent as `ETag` when it exists. "
+                       "Or the `fence` did not hold: the lock is not held with that token.",
         "schema": _ref("ConditionFailed"),
         "headers": {"ETag": {"type": "string"}},
     },
@@ -340,5 +537,36 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "type": "string",
         "enum": ["*"],
         "description": "`*`: apply only if the key is absent.",
+    },
+    "LeaseQuery": {
+        "in": "query",
+        "name": "lease",
+        "type": "integer",
+        "format": "int64",
+        "minimum": 1,
+        "description": "Attach the key to this lease (also a body field; not with `ttl`).",
+    },
+    "TtlQuery": {
+        "in": "query",
+        "name": "ttl",
+        "type": "string",
+        "pattern": "^[0-9]{1,9}([.][0-9]{1,6})?(ms|s|m)?$",
+        "description": "Grant a lease for this key alone (also a body field; not with "
+                       "`lease`): " + _TTL_DOC,
+    },
+    "FenceQuery": {
+        "in": "query",
+        "name": "fence",
+        "type": "string",
+        "pattern": "^[^/]+:[1-9][0-9]{0,18}$",
+        "description": "`NAME:TOKEN`: apply only while lock NAME is held with fencing "
+                       "token TOKEN (412 otherwise).",
+    },
+    "AcquireTimeout": {
+        "in": "query",
+        "name": "timeout",
+        "type": "string",
+        "description": "How long to wait: `30s`, `500ms`, `2m` or seconds (default 60s, at "
+                       "most 600s); then 423.",
     },
 }

@@ -16,26 +16,40 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from twisted.web.iweb import IRequest
 
 from leifdb.http.errors import ApiError
-from leifdb.kv.commands import Condition
-from leifdb.service.api import CONSISTENCY_LINEARIZABLE, CONSISTENCY_STALE
+from leifdb.kv.commands import Condition, Fence
+from leifdb.service.api import (
+    CONSISTENCY_LINEARIZABLE,
+    CONSISTENCY_STALE,
+    LOCK_PREFIX,
+    ServiceLimits,
+)
 
 __all__ = [
+    "Field",
     "Query",
+    "check_name",
     "check_text",
+    "check_ttl",
     "decode_component",
+    "duration_field",
+    "id_field",
+    "integer_field",
     "lenient_path",
     "load_json",
     "parse_body",
     "parse_bool",
     "parse_condition",
     "parse_consistency",
+    "parse_duration",
+    "parse_fence",
     "parse_key",
+    "parse_lease_id",
     "parse_limit",
     "parse_query",
     "parse_revision",
@@ -44,6 +58,7 @@ __all__ = [
     "read_body",
     "single_header",
     "split_uri",
+    "text_field",
 ]
 
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
@@ -202,29 +217,66 @@ def load_json(raw: bytes) -> Any:
         raise ApiError(400, "the request body is nested too deeply") from None
 
 
-def parse_body(raw: bytes, allowed: Iterable[str]) -> dict[str, str]:
-    """An optional JSON object body whose fields are all strings among ``allowed``.
+# A body field's check: (JSON value, field name) -> the checked value, or ApiError (400).
+Field = Callable[[Any, str], Any]
+
+
+def text_field(value: Any, name: str) -> str:
+    """A string (its size is checked where its limit is known)."""
+    if not isinstance(value, str):
+        raise ApiError(400, f"field {name!r} must be a string")
+    return value
+
+
+def integer_field(value: Any, name: str, minimum: int = 0) -> int:
+    """A JSON integer (not a boolean, not 1.0) from ``minimum`` to the largest revision."""
+    if (not isinstance(value, int) or isinstance(value, bool)
+            or not minimum <= value <= _MAX_REVISION):
+        raise ApiError(400, f"field {name!r} must be an integer of at least {minimum}")
+    return value
+
+
+def id_field(value: Any, name: str) -> int:
+    """A lease id or a fencing token: a positive JSON integer."""
+    return integer_field(value, name, 1)
+
+
+def duration_field(value: Any, name: str) -> float:
+    """Seconds as a JSON number, or a duration string as ``parse_duration`` reads it."""
+    if isinstance(value, str):
+        return parse_duration(value, name)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    raise ApiError(
+        400, f"field {name!r} must be a number of seconds or a duration such as 30s",
+        parameter=name,
+    )
+
+
+def parse_body(raw: bytes, allowed: Iterable[str] | Mapping[str, Field]) -> dict[str, Any]:
+    """An optional JSON object body whose fields are among ``allowed``: names of string
+    fields, or a mapping of names to their ``Field`` checks (the values returned are the
+    checked ones).
 
     An empty (or all-whitespace) body is no body: ``{}``. Any content type is accepted, so
     ``curl -d`` works without ``-H``. Unknown fields are refused so typos do not pass.
     """
+    fields: Mapping[str, Field] = (
+        allowed if isinstance(allowed, Mapping) else dict.fromkeys(allowed, text_field)
+    )
     if not raw.strip():
         return {}
     document = load_json(raw)
     if not isinstance(document, dict):
         raise ApiError(400, "the request body must be a JSON object")
-    allowed = set(allowed)
-    unknown = sorted(set(document) - allowed)
+    unknown = sorted(set(document) - set(fields))
     if unknown:
         raise ApiError(
             400,
             f"unknown field(s) in the JSON body: {', '.join(unknown)}; "
-            f"allowed: {', '.join(sorted(allowed))}",
+            f"allowed: {', '.join(sorted(fields)) or 'none'}",
         )
-    for name, value in document.items():
-        if not isinstance(value, str):
-            raise ApiError(400, f"field {name!r} must be a string")
-    return document
+    return {name: fields[name](value, name) for name, value in document.items()}
 
 
 def parse_consistency(query: Query) -> str:
@@ -274,24 +326,93 @@ def parse_revision(text: str | None, name: str, minimum: int = 1) -> int | None:
     return int(text)
 
 
-def parse_timeout(text: str | None, default: float, maximum: float) -> float:
-    """A duration: ``30s``, ``500ms``, ``2m`` or seconds as a number; at most
-    ``maximum`` seconds; ``default`` when absent."""
-    if text is None:
-        return default
+def parse_duration(text: str, name: str) -> float:
+    """A duration in seconds: ``30s``, ``500ms``, ``2m`` or seconds as a number."""
     match = _DURATION.fullmatch(text)
     if match is None:
         raise ApiError(
-            400, f"timeout must be a duration such as 30s, 500ms or 2m, not {text!r}",
-            parameter="timeout",
+            400, f"{name} must be a duration such as 30s, 500ms or 2m, not {text!r}",
+            parameter=name,
         )
     whole, fraction, unit = match.groups()
-    seconds = float(f"{whole}.{fraction or 0}") * _SECONDS_PER_UNIT[unit]
+    return float(f"{whole}.{fraction or 0}") * _SECONDS_PER_UNIT[unit]
+
+
+def parse_lease_id(text: str) -> int:
+    """A lease id from the path: a positive decimal integer, else 400."""
+    if not _DIGITS.fullmatch(text) or not 1 <= int(text) <= _MAX_REVISION:
+        raise ApiError(400, f"a lease id is a positive integer, not {text!r}")
+    return int(text)
+
+
+def parse_timeout(text: str | None, default: float, maximum: float) -> float:
+    """A duration (``parse_duration``) of at most ``maximum`` seconds; ``default`` when
+    absent."""
+    if text is None:
+        return default
+    seconds = parse_duration(text, "timeout")
     if seconds > maximum:
         raise ApiError(
             400, f"timeout must be at most {maximum:g}s, not {text!r}", parameter="timeout"
         )
     return seconds
+
+
+def _seconds(value: float) -> str:
+    """Seconds as people write them: ``2592000s``, ``2.5s``."""
+    return f"{int(value)}s" if value == int(value) else f"{value}s"
+
+
+def check_ttl(seconds: float, limits: ServiceLimits) -> float:
+    """A lease's TTL must lie in ``min_lease_ttl..max_lease_ttl`` (400 otherwise): the
+    HTTP layer says so before asking the leader."""
+    if not limits.min_lease_ttl <= seconds <= limits.max_lease_ttl:
+        raise ApiError(
+            400,
+            f"ttl must be from {_seconds(limits.min_lease_ttl)} to "
+            f"{_seconds(limits.max_lease_ttl)}, not {_seconds(seconds)}",
+            parameter="ttl",
+        )
+    return seconds
+
+
+def check_name(name: str, what: str, max_name_bytes: int) -> str:
+    """A lock's or an election's name: non-empty, without ``/`` (it is one level of the
+    keys ``_lock/{name}/{lease}``), valid Unicode, at most ``max_name_bytes``; else 400."""
+    if not name:
+        raise ApiError(400, f"the {what} name must not be empty")
+    if "/" in name:
+        raise ApiError(400, f"the {what} name must not contain '/', not {name!r}")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ApiError(400, f"the {what} name is not valid Unicode (lone surrogate)") from None
+    if size > max_name_bytes:
+        raise ApiError(
+            400, f"the {what} name is {size} bytes; the limit is {max_name_bytes}",
+            limit=max_name_bytes,
+        )
+    return name
+
+
+def parse_fence(text: str | None, max_name_bytes: int) -> Fence | None:
+    """``NAME:TOKEN`` (``?fence=``): the write applies only while lock NAME is held with
+    fencing token TOKEN. The name may itself contain ``:``; the token is what follows the
+    last one. None when absent; 400 when malformed."""
+    if text is None:
+        return None
+    name, sep, token = text.rpartition(":")
+    if not sep or not name or not _DIGITS.fullmatch(token) or not 1 <= int(token) <= _MAX_REVISION:
+        raise ApiError(
+            400, f"fence must be NAME:TOKEN (a lock's name and its positive fencing token), "
+                 f"not {text!r}",
+            parameter="fence",
+        )
+    try:
+        check_name(name, "lock", max_name_bytes)
+    except ApiError as e:
+        raise ApiError(400, f"fence: {e.message}", parameter="fence") from None
+    return Fence(f"{LOCK_PREFIX}{name}/", int(token))
 
 
 def single_header(request: IRequest, name: bytes) -> str | None:

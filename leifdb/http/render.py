@@ -1,13 +1,13 @@
-"""The JSON shapes of items and pages, shared by the key routes, long polls and txn."""
+"""The JSON shapes of items, pages, leases and lock holders, shared by the routes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from leifdb.kv.commands import Item
-from leifdb.service.api import Page
+from leifdb.service.api import Holder, LeaseInfo, Page
 
-__all__ = ["etag", "item_json", "page_json"]
+__all__ = ["etag", "holder_json", "item_json", "lease_json", "page_json"]
 
 
 def etag(revision: int) -> bytes:
@@ -15,7 +15,15 @@ def etag(revision: int) -> bytes:
 
 
 def item_json(item: Item) -> dict[str, Any]:
-    return {"key": item.key, "value": item.value, "revision": item.revision}
+    """``create_revision``: the write that created the key (a lock key's fencing token);
+    ``lease``: the lease it is attached to, 0 for none."""
+    return {
+        "key": item.key,
+        "value": item.value,
+        "revision": item.revision,
+        "create_revision": item.create_revision,
+        "lease": item.lease,
+    }
 
 
 def page_json(prefix: str, page: Page) -> dict[str, Any]:
@@ -27,4 +35,21 @@ def page_json(prefix: str, page: Page) -> dict[str, Any]:
         "items": items,
         "more": page.more,
         "next_start_after": items[-1]["key"] if page.more and items else None,
+    }
+
+
+def lease_json(lease: LeaseInfo) -> dict[str, Any]:
+    """A lease without its keys (``GET /lease`` lists these)."""
+    return {"id": lease.id, "ttl": lease.ttl, "remaining": lease.remaining}
+
+
+def holder_json(holder: Holder) -> dict[str, Any]:
+    """A lock's holder or an election's leader; ``token`` is the fencing token."""
+    return {
+        "name": holder.name,
+        "key": holder.key,
+        "token": holder.token,
+        "lease": holder.lease,
+        "value": holder.value,
+        "revision": holder.revision,
     }

@@ -1,5 +1,5 @@
-"""The client API: ``ClientApi`` combines the route classes (keys, transactions, watches)
-with the documentation, health and error handlers, bound to one service.
+"""The client API: ``ClientApi`` combines the route classes (keys, transactions, watches,
+leases, locks, elections) with the documentation, health and error handlers, bound to one service.
 
 Each handler's docstring ends with its OpenAPI 2.0 operation in YAML after ``---``;
 ``leifdb.http.openapi`` builds the document from the url map and those docstrings, so a
@@ -18,9 +18,12 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
+from leifdb.http.elections import ElectionRoutes
 from leifdb.http.errors import ApiError, respond_error, respond_json
 from leifdb.http.keys import KeyRoutes
+from leifdb.http.leases import LeaseRoutes
 from leifdb.http.limits import HttpLimits
+from leifdb.http.locks import LockRoutes
 from leifdb.http.params import lenient_path
 from leifdb.http.paths import is_key_api
 from leifdb.http.routing import api
@@ -42,7 +45,7 @@ STATUS_FIELDS = (
 )
 
 
-class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes):
+class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes, LeaseRoutes, LockRoutes, ElectionRoutes):
     """The routes, bound to one service. ``app.resource()`` on an instance serves them;
     ``ClientApi.app.url_map`` is the route table the OpenAPI document is built from."""
 
@@ -105,8 +108,8 @@ class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes):
         """
         return self._swagger_file(request, "index.html")
 
-    @api.route("/swagger/<name>", methods=["GET"], merge_slashes=False)
-    def swagger_asset(self, request: IRequest, name: str) -> bytes:
+    @api.route("/swagger/<file>", methods=["GET"], merge_slashes=False)
+    def swagger_asset(self, request: IRequest, file: str) -> bytes:
         """One Swagger UI file, shipped with the package.
 
         ---
@@ -122,7 +125,7 @@ class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes):
             404: RouteNotFound
             500: InternalError
         """
-        return self._swagger_file(request, name)
+        return self._swagger_file(request, file)
 
     def _swagger_file(self, request: IRequest, name: str) -> bytes:
         found = self.swagger_ui.file(name)

@@ -16,13 +16,22 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from leifdb.http.errors import ApiError
-from leifdb.http.failures import read_failure, shield, write_failure
+from leifdb.http.failures import leader_read_failure, read_failure, shield, write_failure
 from leifdb.http.limits import HttpLimits
 from leifdb.http.params import Query, parse_query, split_uri
 from leifdb.http.paths import REVISION_HEADER
 from leifdb.service.api import Service
 
-__all__ = ["KeyConverter", "Routes", "accepts", "api", "declared_query", "match_endpoint"]
+__all__ = [
+    "ELECTION_VERBS",
+    "ElectionConverter",
+    "KeyConverter",
+    "Routes",
+    "accepts",
+    "api",
+    "declared_query",
+    "match_endpoint",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -37,8 +46,21 @@ class KeyConverter(BaseConverter):
     weight = 200
 
 
+# What ``/election/{name}/...`` offers besides the election itself.
+ELECTION_VERBS = ("campaign", "proclaim", "resign", "observe")
+
+
+class ElectionConverter(KeyConverter):
+    """An election's name: like ``KeyConverter`` (a name with ``/`` reaches the handler,
+    which answers 400), except that a path ending in one of ``ELECTION_VERBS`` belongs to
+    that verb's route, so ``GET /election/db/campaign`` is 405 (POST only), not a bad name."""
+
+    regex = r"[\s\S]*?" + "".join(f"(?<!/{verb})" for verb in ELECTION_VERBS)
+
+
 api = Klein()
 api.url_map.converters["key"] = KeyConverter
+api.url_map.converters["election"] = ElectionConverter
 
 _DECLARED: dict[str, frozenset[str]] = {}
 
@@ -105,6 +127,14 @@ class Routes:
         cancellation reaches the service, which frees the waiter."""
         return await _answer(request, maybeDeferred(call, *args, **kwargs), read_failure)
 
+    async def _leader_read(
+        self, request: IRequest, call: Callable[..., Deferred[T]], *args: Any, **kwargs: Any
+    ) -> T:
+        """Like ``_read`` for what only the leader knows (leases): 307 to it, 503 without
+        one, worded without the ``consistency=stale`` these reads do not offer."""
+        d = shield(maybeDeferred(call, *args, **kwargs))
+        return await _answer(request, d, leader_read_failure)
+
     async def _write(
         self, request: IRequest, call: Callable[..., Deferred[T]], *args: Any, **kwargs: Any
     ) -> T:
@@ -112,6 +142,14 @@ class Routes:
         whether the write was applied."""
         d = shield(maybeDeferred(call, *args, **kwargs))
         return await _answer(request, d, write_failure)
+
+    async def _acquire(
+        self, request: IRequest, call: Callable[..., Deferred[T]], *args: Any, **kwargs: Any
+    ) -> T:
+        """Like ``_write`` but not shielded, for a lock or campaign that waits: when the
+        client goes away, Klein's cancellation reaches the service, which removes the
+        waiter's key rather than leave it queued for nobody."""
+        return await _answer(request, maybeDeferred(call, *args, **kwargs), write_failure)
 
 
 async def _answer(

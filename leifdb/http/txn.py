@@ -33,11 +33,22 @@ from leifdb.service.api import ServiceLimits
 __all__ = ["TxnRoutes", "parse_txn", "render_txn"]
 
 _NO_VALUE = object()
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 _COMPARE_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "value": (lambda v: isinstance(v, str), "a string"),
-    "revision": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "revision": (_is_integer, "an integer"),
+    "create_revision": (_is_integer, "an integer"),
+    "lease": (_is_integer, "an integer"),
     "exists": (lambda v: isinstance(v, bool), "true or false"),
 }
+# Targets compared as numbers: an absent key (or no lease) is 0, so none is negative.
+_NUMBER_TARGETS = ("revision", "create_revision", "lease")
+_MAX_INTEGER = (1 << 63) - 1
 
 
 def _fields(document: Any, where: str, required: tuple[str, ...],
@@ -88,15 +99,21 @@ def _parse_compare(document: Any, where: str, limits: ServiceLimits) -> Compare:
         raise ApiError(400, f"{where}.value must be {described} for target {target!r}")
     if target == "value":
         check_text(value, f"{where}.value", limits.max_value_bytes)
-    if target == "revision" and value < 0:
+    if target in _NUMBER_TARGETS and value < 0:
         raise ApiError(400, f"{where}.value must not be negative")
+    if target in _NUMBER_TARGETS and value > _MAX_INTEGER:
+        raise ApiError(400, f"{where}.value must be at most {_MAX_INTEGER}")
     return Compare(key, target, op, value)
 
 
 def _parse_put(fields: dict[str, Any], where: str, limits: ServiceLimits) -> Put:
-    fields = _fields(fields, where, ("op", "key", "value"))
+    """``lease`` (optional): attach the key to that lease; without it the key has none."""
+    fields = _fields(fields, where, ("op", "key", "value"), ("lease",))
     value = _string(fields["value"], f"{where}.value", limits.max_value_bytes)
-    return Put(_key(fields["key"], f"{where}.key", limits), value)
+    lease = fields.get("lease")
+    if lease is not None and (not _is_integer(lease) or not 1 <= lease <= _MAX_INTEGER):
+        raise ApiError(400, f"{where}.lease must be a lease id (a positive integer)")
+    return Put(_key(fields["key"], f"{where}.key", limits), value, lease=lease or 0)
 
 
 def _parse_delete(fields: dict[str, Any], where: str, limits: ServiceLimits) -> Delete:
@@ -211,7 +228,9 @@ class TxnRoutes(Routes):
             reach watchers together). A transaction that only reads is served without
             the log, after a read barrier unless `consistency=stale`. Writes on a
             follower get 307 to the leader. At most 1024 operations and compares,
-            at most 8 MiB of body; two writes to one key in a branch are 400.
+            at most 8 MiB of body; two writes to one key in a branch are 400. A put may
+            attach its key to a lease (`"lease": id`); one naming a lease that does not
+            exist fails the whole transaction with 404, nothing applied.
           operationId: txn
           consumes: [application/json]
           parameters:
@@ -227,6 +246,7 @@ class TxnRoutes(Routes):
               schema: TxnAnswer
             307: NotLeader
             400: BadRequest
+            404: LeaseNotFound
             413: TooLarge
             500: InternalError
             503: NoLeader

@@ -1,9 +1,10 @@
 """``GET /watch/{key}``: a watch as Server-Sent Events.
 
-``SseStream`` is the service's ``WatchSink`` for one response and the response's push
-producer: when Twisted's send buffer fills, the transport pauses it and ``events`` answers
-False, so the service queues (up to its watcher buffer) instead of this process buffering
-without bound; when the buffer drains, ``resumeProducing`` asks the service to go on.
+``SseStream`` is the service's ``WatchSink`` for one response (``leifdb.http.sse`` holds
+the response's life). It is the response's push producer: when Twisted's send buffer
+fills, the transport pauses it and ``events`` answers False, so the service queues (up to
+its watcher buffer) instead of this process buffering without bound; when the buffer
+drains, ``resumeProducing`` asks the service to go on.
 """
 
 from __future__ import annotations
@@ -11,15 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
-from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
-from zope.interface import implementer
 
-from leifdb.errors import LimitExceeded
 from leifdb.http.errors import ApiError, json_body
-from leifdb.http.failures import RETRY_AFTER_SECONDS, read_failure
 from leifdb.http.params import (
     Query,
     check_text,
@@ -28,23 +23,15 @@ from leifdb.http.params import (
     parse_revision,
     single_header,
 )
-from leifdb.http.routing import Routes, accepts, api
+from leifdb.http.routing import accepts, api
+from leifdb.http.sse import RETRY_MILLISECONDS, EventStream, StreamRoutes, format_final
 from leifdb.kv.commands import Event
-from leifdb.service.api import CONSISTENCY_LINEARIZABLE, WatchHandle
+from leifdb.service.api import CONSISTENCY_LINEARIZABLE
 
 __all__ = [
-    "SseStream", "WatchRoutes", "format_event", "format_events", "format_final", "format_progress",
+    "RETRY_MILLISECONDS", "SseStream", "WatchRoutes", "format_event", "format_events",
+    "format_final", "format_progress",
 ]
-
-RETRY_MILLISECONDS = 1000
-_FINAL_ERRORS = {
-    "compacted": "the watch's position left the history the node keeps; read again and "
-                 "watch from the revision of that read",
-    "overflow": "the watcher fell too far behind (its buffer on the node is full); read "
-                "again and watch from the revision of that read",
-    "shutdown": "the node is shutting down; reconnect, to another node if need be, with "
-                "Last-Event-ID",
-}
 
 
 def format_events(events: list[Event], prev: bool) -> bytes:
@@ -88,131 +75,36 @@ def format_progress(revision: int) -> bytes:
     return b"id: %d\nevent: progress\ndata: %s\n\n" % (revision, json_body({"revision": revision}))
 
 
-def format_final(reason: str, compact_revision: int | None) -> bytes:
-    """The last message of a stream the server ends."""
-    data: dict[str, Any] = {
-        "reason": reason,
-        "error": _FINAL_ERRORS.get(reason, f"the watch ended ({reason})"),
-    }
-    if compact_revision is not None:
-        data["compact_revision"] = compact_revision
-    return b"event: %s\ndata: %s\n\n" % (reason.encode("ascii", "replace"), json_body(data))
-
-
-@implementer(IPushProducer)
-class SseStream:
-    """One watch's response. Until ``start`` the status is not decided (the service may
-    still refuse the watch), so what the service delivers meanwhile (replayed history) is
-    kept and sent right after the stream's first line."""
+class SseStream(EventStream):
+    """One watch's response: changes of a revision in one write, progress bookmarks."""
 
     def __init__(self, request: IRequest, *, prev: bool) -> None:
-        self._request = request
+        super().__init__(request)
         self._prev = prev
-        self._early: list[bytes] | None = []
-        self._final: bytes | None = None
         self._progress = 0
-        self._paused = False
-        self._handle: WatchHandle | None = None
-        self._over = False
-        self.done: Deferred[None] = Deferred()
 
-    # -- WatchSink ------------------------------------------------------------------
+    # -- WatchSink (``closed`` is the base's) ------------------------------------------
 
     def events(self, events: list[Event]) -> bool:
         """Write one revision's changes in one write; False while the transport is
         paused (these are sent all the same: the service holds what comes next)."""
-        if self._over or self._final is not None:
+        if not self._open:
             return False
         self._write(format_events(events, self._prev))
         return not self._paused
 
     def progress(self, revision: int) -> None:
-        if self._over or self._final is not None:
+        if not self._open:
             return
         self._progress = max(self._progress, revision)
         self._write(format_progress(revision))
 
-    def closed(self, reason: str, compact_revision: int | None = None) -> None:
-        """The service ended the watch: send why (nothing for ``cancelled``), then end."""
-        if self._over or self._final is not None:
-            return
-        self._final = b"" if reason == "cancelled" else format_final(reason, compact_revision)
-        if self._early is None:
-            self._write(self._final)
-            self._end()
-
-    # -- the response ----------------------------------------------------------------
-
-    def start(self, handle: WatchHandle, revision: int) -> None:
-        """The service accepted the watch (current revision ``revision``): answer 200,
-        send the retry hint, the replayed history, a progress bookmark, then live changes."""
-        self._handle = handle
-        request = self._request
-        request.setResponseCode(200)
-        request.setHeader(b"Content-Type", b"text/event-stream")
-        request.setHeader(b"Cache-Control", b"no-cache")
-        request.registerProducer(self, True)
-        request.notifyFinish().addErrback(self._client_gone)
-        early, self._early = self._early or [], None
-        if self._final is None and self._progress < revision:
-            self._progress = revision
-            early.append(format_progress(revision))
-        self._write(b"retry: %d\n\n" % RETRY_MILLISECONDS + b"".join(early) + (self._final or b""))
-        if self._final is not None:
-            self._end()
-
-    def stop(self) -> None:
-        """End the stream from this side (a HEAD request gets the headers only)."""
-        self._cancel()
-        self._end()
-
-    def _write(self, data: bytes) -> None:
-        if self._early is not None:
-            self._early.append(data)
-        elif data and not self._over:
-            self._request.write(data)
-
-    def _end(self) -> None:
-        if self._over:
-            return
-        self._over = True
-        self._request.unregisterProducer()
-        self._request.finish()
-        self._fire_done()
-
-    def _client_gone(self, failure: Failure) -> None:
-        self._over = True
-        self._cancel()
-        if getattr(self._request, "producer", None) is self:
-            # Else twisted.web logs "Producer was not unregistered" for every dropped watch.
-            # The channel is gone already (Request.connectionLost), so only forget it here.
-            self._request.producer = None
-        self._fire_done()
-
-    def _cancel(self) -> None:
-        if self._handle is not None:
-            handle, self._handle = self._handle, None
-            handle.cancel()
-
-    def _fire_done(self) -> None:
-        if not self.done.called:
-            self.done.callback(None)
-
-    # -- IPushProducer ---------------------------------------------------------------
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        if self._handle is not None and not self._over:
-            self._handle.resume()
-
-    def stopProducing(self) -> None:
-        """The connection is going away: stop the watch now. The handler ends when the
-        request learns of it (``_client_gone``), not before: Klein would finish it."""
-        self._over = True
-        self._cancel()
+    def _opening(self, revision: int) -> list[bytes]:
+        """A bookmark at the current revision unless the replay reached it already."""
+        if self._progress >= revision:
+            return []
+        self._progress = revision
+        return [format_progress(revision)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +129,7 @@ def _parse_watch(request: IRequest, query: Query, key: str, max_key_bytes: int
                         parse_consistency(query))
 
 
-class WatchRoutes(Routes):
+class WatchRoutes(StreamRoutes):
     """``GET /watch/{key}``."""
 
     @api.route("/watch/<key:key>", methods=["GET"], merge_slashes=False)
@@ -304,29 +196,5 @@ class WatchRoutes(Routes):
             # The watch starts no earlier than a linearizable read made now would see.
             await self._read(request, self.service.barrier, CONSISTENCY_LINEARIZABLE)
         stream = SseStream(request, prev=params.prev)
-        handle = self._start_watch(request, stream, key, params)
-        self._stamp(request)
-        stream.start(handle, self.service.revision)
-        if request.method == b"HEAD":
-            stream.stop()
-        await stream.done
-
-    def _start_watch(
-        self, request: IRequest, stream: SseStream, key: str, params: _WatchParams
-    ) -> WatchHandle:
-        try:
-            return self.service.watch(
-                stream, key, prefix=params.prefix, start_revision=params.start_revision
-            )
-        except LimitExceeded as e:
-            raise ApiError(
-                503,
-                f"this node serves too many watches right now ({e}); retry, or watch "
-                "through another node",
-                headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            ) from None
-        except Exception as e:  # Compacted (410) and the read refusals
-            answer = read_failure(request, e)
-            if answer is None:
-                raise
-            raise answer from None
+        await self._serve_stream(request, stream, lambda: self.service.watch(
+            stream, key, prefix=params.prefix, start_revision=params.start_revision))

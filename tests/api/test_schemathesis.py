@@ -7,6 +7,11 @@ linearizable reads answer 503). Bounded and reproducible: a fixed seed, a few ex
 one worker (schemathesis 4.32's coverage phase is not thread-safe), no example database,
 redirects not followed (so every 307 itself is checked against the document).
 
+Leases, locks and elections are fuzzed like the rest; a lock or campaign waits for its
+lock, so those run with ``timeout=1s`` (``schemathesis.toml`` written for the run) to stay
+well inside the request timeout, and the election's observe stream is left out as
+``/watch`` is.
+
 Checks: the answer's status code is documented for the operation, its body matches the
 documented schema, its content type and documented headers (``Location``,
 ``Retry-After``, ``ETag``) conform, input that violates the document is rejected, and,
@@ -19,7 +24,8 @@ only whitespace counts as no body (so ``curl -d ''`` works), by design of
 
 Reproduce a run by hand against any node: ``python -m schemathesis.cli run
 http://127.0.0.1:8080/ --seed 20261126 --max-examples 5 --workers 1 --max-redirects 0
---checks not_a_server_error,status_code_conformance,response_schema_conformance``.
+--checks not_a_server_error,status_code_conformance,response_schema_conformance``
+(with ``--exclude-path-regex`` as ``STREAMS`` and the config of ``SCHEMATHESIS_CONFIG``).
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ pytestmark = pytest.mark.cluster
 
 SEED = 20261126
 MAX_EXAMPLES = 5
-RUN_TIMEOUT = 120.0
+RUN_TIMEOUT = 240.0
 CONFORMANCE = [
     "status_code_conformance",
     "response_schema_conformance",
@@ -52,16 +58,31 @@ CONFORMANCE = [
 ]
 # Keys the generator tends to produce, so some reads find an item (ETag, Item schema).
 SEEDED_KEYS = ("0", "a", "AAA", "key")
+# Endless Server-Sent Event streams, which request/response fuzzing cannot judge (each
+# case would wait for the request timeout); tests/http/test_watch.py and
+# tests/http/test_elections.py cover them, and the fault test's watchers the watch.
+STREAMS = r"^/watch/|^/election/[^/]*/observe$"
+# The operations whose answers depend on the node's role (leader, follower, no leader).
+ROLE_DEPENDENT = r"^/(db|lease|lock|election)"
+# A lock or campaign on a held lock waits up to its timeout (default 60 s): keep it short.
+SCHEMATHESIS_CONFIG = """\
+[[operations]]
+include-operation-id = ["lock", "campaign"]
+parameters = { "query.timeout" = "1s" }
+"""
 
 
 def schemathesis(
-    base_url: str, workdir: Path, checks: list[str], *, seed: int = SEED, only_keys: bool = False
+    base_url: str, workdir: Path, checks: list[str], *, seed: int = SEED, role_only: bool = False
 ) -> None:
-    """Run the schemathesis CLI against ``base_url`` (``only_keys``: just the ``/db``
-    operations, the ones whose answers depend on the node's role); fail with its report
-    unless every check passed."""
+    """Run the schemathesis CLI against ``base_url`` (``role_only``: just the operations
+    whose answers depend on the node's role); fail with its report unless every check
+    passed."""
+    config = workdir / "schemathesis.toml"
+    config.write_text(SCHEMATHESIS_CONFIG)
     command = [
-        sys.executable, "-m", "schemathesis.cli", "run", f"{base_url}/",
+        sys.executable, "-m", "schemathesis.cli", "--config-file", str(config),
+        "run", f"{base_url}/",
         "--checks", ",".join(checks),
         "--seed", str(seed),
         "--max-examples", str(MAX_EXAMPLES),
@@ -71,11 +92,8 @@ def schemathesis(
         "--generation-database", "none",
         "--phases", "examples,coverage,fuzzing",
         "--no-color",
-        # A watch is an endless stream, which request/response fuzzing cannot judge (each
-        # case would wait for the request timeout); tests/http/test_watch.py and the fault
-        # test's watchers cover it, and /db's long poll shares its parameter parsing.
-        "--exclude-path-regex", "^/watch/",
-        *(["--include-path-regex", "^/db"] if only_keys else []),
+        "--exclude-path-regex", STREAMS,
+        *(["--include-path-regex", ROLE_DEPENDENT] if role_only else []),
     ]
     try:
         done = subprocess.run(
@@ -107,7 +125,7 @@ def test_schemathesis_against_leader_and_follower(make_cluster, tmp_path):
 
     schemathesis(cluster.url(leader), tmp_path, ["not_a_server_error", *CONFORMANCE])
     schemathesis(cluster.url(follower), tmp_path, ["not_a_server_error", *CONFORMANCE],
-                 seed=SEED + 1, only_keys=True)
+                 seed=SEED + 1, role_only=True)
 
     assert cluster.leaders() == [leader], "the cluster must stay healthy while fuzzed"
 
@@ -122,4 +140,4 @@ def test_schemathesis_against_a_node_without_leader(make_cluster, tmp_path):
     probe = request(cluster.url(0), "PUT", key_path("k"), body={"value": "v"})
     assert probe.status == 503 and probe.body["applied"] is False, probe
 
-    schemathesis(cluster.url(0), tmp_path, CONFORMANCE, only_keys=True)
+    schemathesis(cluster.url(0), tmp_path, CONFORMANCE, role_only=True)

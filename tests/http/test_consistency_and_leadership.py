@@ -148,7 +148,7 @@ def test_write_answers_only_once_committed_and_applied():
     assert not pending.done
     assert client.service.writes == [Put("k", "v")]
     client.service.pending.pop().callback(None)
-    assert client.finish(pending).json() == {"status": "Ok", "revision": 1}
+    assert client.finish(pending).json() == {"status": "Ok", "revision": 1, "lease": 0}
 
 
 def test_shield_keeps_cancellation_away_from_the_node():

@@ -19,25 +19,36 @@ EVERY_ENDPOINT = [
     ("GET", "/"), ("GET", "/swagger/"), ("GET", "/swagger/index.html"), ("GET", "/health"),
     ("GET", "/db"), ("GET", "/db/k"), ("PUT", "/db/k?value=v"), ("DELETE", "/db/k"),
     ("POST", "/txn"), ("GET", "/watch/k"), ("HEAD", "/db/k"),
+    ("POST", "/lease"), ("GET", "/lease"), ("GET", "/lease/1"), ("DELETE", "/lease/1"),
+    ("POST", "/lease/1/keepalive"), ("POST", "/lock/l"), ("GET", "/lock/l"),
+    ("POST", "/election/e/campaign"), ("GET", "/election/e"),
+    ("POST", "/election/e/proclaim"), ("POST", "/election/e/resign"),
+    ("GET", "/election/e/observe"),
 ]
 
 
 def test_the_list_covers_every_endpoint():
     assert {rule.endpoint for rule in ClientApi.app.url_map.iter_rules()} == {
         "openapi", "swagger_index", "swagger_asset", "health", "list_keys", "get_key",
-        "put_key", "delete_key", "txn", "watch"}
+        "put_key", "delete_key", "txn", "watch", "grant_lease", "list_leases", "get_lease",
+        "keepalive", "revoke_lease", "lock", "lock_holder", "campaign", "election_leader",
+        "proclaim", "resign", "observe"}
+    assert {ClientApi.app.url_map.bind("node").match(path, method)[0]
+            for method, path in EVERY_ENDPOINT if method != "HEAD"} == {
+        rule.endpoint for rule in ClientApi.app.url_map.iter_rules()}
 
 
 @pytest.mark.parametrize("method,path", EVERY_ENDPOINT)
 def test_an_unknown_query_parameter_is_400_naming_it_on_every_endpoint(method, path):
     client = Client()
     sep = "&" if "?" in path else "?"
-    reply = client.request(method, path + sep + "ttl=5")
+    reply = client.request(method, path + sep + "expires=5")
     assert reply.code == 400
     if method != "HEAD":
-        assert reply.json() == {"error": "unknown query parameter 'ttl'", "parameter": "ttl"}
+        assert reply.json() == {"error": "unknown query parameter 'expires'",
+                                "parameter": "expires"}
     assert client.service.writes == [] and client.service.barriers == 0
-    assert client.service.watchers == []
+    assert client.service.watchers == [] and client.service.acquired == []
 
 
 def test_declared_parameters_are_accepted_and_others_refused_by_name():
@@ -253,6 +264,29 @@ def test_every_key_api_answer_carries_the_revision():
     assert _revision(answers["delete 200"]) == "5"
     assert _revision(answers["txn 200"]) == "5"
     assert _revision(client.stream("/watch/k")) == "5"
+
+
+def test_lease_lock_and_election_answers_carry_it_too():
+    client = Client()
+    lease = client.service.make_lease()
+    answers = {
+        "grant": client.post("/lease", json={"ttl": 30}), "list": client.get("/lease"),
+        "lease": client.get(f"/lease/{lease}"), "lease 400": client.get("/lease/x"),
+        "keepalive": client.post(f"/lease/{lease}/keepalive"),
+        "lock": client.post("/lock/l", json={"lease": lease}), "holder": client.get("/lock/l"),
+        "lock 400": client.post("/lock/l"),
+        "campaign": client.post("/election/e/campaign", json={"lease": lease}),
+        "leader": client.get("/election/e"),
+        "proclaim": client.post("/election/e/proclaim", json={"token": 5, "value": "v"}),
+        "resign": client.post("/election/e/resign", json={"token": 5}),
+        "resign 412": client.post("/election/e/resign", json={"token": 5}),
+        "revoke": client.delete(f"/lease/{lease}"), "405": client.put("/lease"),
+        "observe": client.stream("/election/e/observe"),
+    }
+    for name, reply in answers.items():
+        assert _revision(reply) is not None, name
+    assert _revision(answers["grant"]) == "2"
+    assert _revision(answers["revoke"]) == "8"
 
 
 def test_failures_from_the_service_carry_it_too():

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from leifdb.kv.commands import Condition, Delete, Put
+from leifdb.kv.store import KVStore
 from tests.http.client import Client, assert_json_error
 
 
@@ -16,13 +17,14 @@ def test_put_with_query_value_then_get_returns_value_revision_and_etag():
     client = Client()
     put = client.put("/db/greeting?value=hello")
     assert put.code == 200
-    assert put.json() == {"status": "Ok", "revision": 1}
+    assert put.json() == {"status": "Ok", "revision": 1, "lease": 0}
     assert put.header("ETag") == '"1"'
     assert client.service.writes == [Put("greeting", "hello")]
 
     got = client.get("/db/greeting")
     assert got.code == 200
-    assert got.json() == {"key": "greeting", "value": "hello", "revision": 1}
+    assert got.json() == {"key": "greeting", "value": "hello", "revision": 1,
+                          "create_revision": 1, "lease": 0}
     assert got.header("ETag") == '"1"'
     assert got.header("Content-Type") == "application/json"
 
@@ -189,9 +191,12 @@ def test_range_lists_keys_under_prefix_in_order_with_values_and_revisions():
     assert reply.json() == {
         "prefix": "app/",
         "items": [
-            {"key": "app/a", "value": "v-app/a", "revision": 2},
-            {"key": "app/b", "value": "v-app/b", "revision": 1},
-            {"key": "app/c", "value": "v-app/c", "revision": 5},
+            {"key": "app/a", "value": "v-app/a", "revision": 2, "create_revision": 2,
+             "lease": 0},
+            {"key": "app/b", "value": "v-app/b", "revision": 1, "create_revision": 1,
+             "lease": 0},
+            {"key": "app/c", "value": "v-app/c", "revision": 5, "create_revision": 5,
+             "lease": 0},
         ],
         "more": False,
         "next_start_after": None,
@@ -244,7 +249,8 @@ def test_any_key_and_value_round_trip_through_percent_encoding(key, value):
     client = Client()
     path = "/db/" + quote(key, safe="")
     assert client.put(path, json={"value": value}).code == 200
-    assert client.get(path).json() == {"key": key, "value": value, "revision": 1}
+    assert client.get(path).json() == {"key": key, "value": value, "revision": 1,
+                                       "create_revision": 1, "lease": 0}
     listed = client.get("/db?prefix=" + quote(key, safe="")).json()["items"]
     assert listed[0]["key"] == key
 
@@ -262,16 +268,15 @@ def test_arbitrary_targets_get_json_or_empty_answers_never_500(target, method):
 
 
 def test_reads_and_ranges_come_from_the_services_store():
-    from leifdb.kv.store import KVStore
-
     client = Client()
     store = KVStore()
     for index, key in enumerate(["a/2", "a/1", "b"], start=1):
         store.apply(index, Put(key, key.upper()))
     client.service.store = store
-    assert client.get("/db/a/1").json() == {"key": "a/1", "value": "A/1", "revision": 2}
+    a1 = {"key": "a/1", "value": "A/1", "revision": 2, "create_revision": 2, "lease": 0}
+    assert client.get("/db/a/1").json() == a1
     page = client.get("/db?prefix=a/&limit=1").json()
-    assert page["items"] == [{"key": "a/1", "value": "A/1", "revision": 2}]
+    assert page["items"] == [a1]
     assert page["more"] is True
     rest = client.get("/db?prefix=a/&start_after=a/1").json()
     assert [item["key"] for item in rest["items"]] == ["a/2"] and rest["more"] is False

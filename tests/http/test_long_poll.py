@@ -15,7 +15,8 @@ def test_a_change_already_in_history_answers_at_once():
     client.service.set("k", "2")
     reply = client.get("/db/k?wait_revision=1")
     assert reply.code == 200
-    assert reply.json() == {"key": "k", "value": "2", "revision": 2}
+    assert reply.json() == {"key": "k", "value": "2", "revision": 2, "create_revision": 1,
+                            "lease": 0}
     assert reply.header("ETag") == '"2"'
     assert reply.header("X-LeifDB-Revision") == "2"
 
@@ -29,7 +30,8 @@ def test_waits_for_a_change_then_reads_the_current_state():
     assert not pending.done
     client.service.set("k", "2")
     reply = client.finish(pending)
-    assert reply.json() == {"key": "k", "value": "2", "revision": 3}
+    assert reply.json() == {"key": "k", "value": "2", "revision": 3, "create_revision": 1,
+                            "lease": 0}
     assert reply.header("X-LeifDB-Revision") == "3"
 
 
@@ -93,7 +95,8 @@ def test_prefix_polls_every_key_under_it_and_answers_a_page():
     reply = client.finish(pending)
     assert reply.json() == {
         "prefix": "app/",
-        "items": [{"key": "app/a", "value": "1", "revision": 1}],
+        "items": [{"key": "app/a", "value": "1", "revision": 1, "create_revision": 1,
+                   "lease": 0}],
         "more": True,
         "next_start_after": "app/a",
     }

@@ -61,8 +61,10 @@ def test_every_route_is_documented_and_every_documented_operation_is_routed():
     document = openapi_document(version="1")
     assert routed_operations() == documented_operations(document)
     assert {p for p, _ in routed_operations()} == {
-        "/", "/health", "/db", "/db/{key}", "/swagger/", "/swagger/{name}", "/txn",
-        "/watch/{key}"}
+        "/", "/health", "/db", "/db/{key}", "/swagger/", "/swagger/{file}", "/txn",
+        "/watch/{key}", "/lease", "/lease/{lease_id}", "/lease/{lease_id}/keepalive",
+        "/lock/{name}", "/election/{name}", "/election/{name}/campaign",
+        "/election/{name}/proclaim", "/election/{name}/resign", "/election/{name}/observe"}
 
 
 def test_every_endpoint_has_its_own_handler():
@@ -171,7 +173,7 @@ def _try_it_out(client: Client, document: dict, path: str, method: str) -> int:
     operation = item[method]
     query, headers, body = {}, {}, None
     for parameter in item.get("parameters", []):
-        path = path.replace(f"{{{parameter['name']}}}", parameter["x-example"])
+        path = path.replace(f"{{{parameter['name']}}}", str(parameter["x-example"]))
     for raw in operation.get("parameters", []):
         parameter, value = _example(document, raw)
         if value is None:
@@ -189,15 +191,25 @@ def _try_it_out(client: Client, document: dict, path: str, method: str) -> int:
 
 
 def test_try_it_out_with_the_defaults_succeeds_everywhere():
+    """On a fresh node, in this order: the examples' lease id and tokens are the ones
+    the grant, the lock and the campaign before them produce."""
     client = Client()
     document = client.get("/").json()
-    order = [("/db/{key}", "put"), ("/db/{key}", "get"), ("/db", "get"), ("/txn", "post"),
-             ("/db/{key}", "delete"), ("/health", "get"), ("/", "get"), ("/swagger/", "get"),
-             ("/swagger/{name}", "get")]
-    assert set(order) | {("/watch/{key}", "get")} == documented_operations(document)
+    order = [("/lease", "post"), ("/lease", "get"), ("/lease/{lease_id}", "get"),
+             ("/lock/{name}", "post"), ("/lock/{name}", "get"),
+             ("/election/{name}/campaign", "post"), ("/election/{name}", "get"),
+             ("/election/{name}/proclaim", "post"), ("/election/{name}/resign", "post"),
+             ("/lease/{lease_id}/keepalive", "post"),
+             ("/db/{key}", "put"), ("/db/{key}", "get"), ("/db", "get"), ("/txn", "post"),
+             ("/db/{key}", "delete"), ("/lease/{lease_id}", "delete"), ("/health", "get"),
+             ("/", "get"), ("/swagger/", "get"), ("/swagger/{file}", "get")]
+    streams = {("/watch/{key}", "get"), ("/election/{name}/observe", "get")}
+    assert set(order) | streams == documented_operations(document)
     for path, method in order:
         assert _try_it_out(client, document, path, method) == 200, (path, method)
     assert client.service.store.get("greeting") is None  # put, then deleted
+    assert client.service.store.leases() == []  # granted, then revoked
+    assert client.service.store.range("_")[0] == []  # the lock went with the lease
 
 
 def test_the_watch_is_documented_as_an_event_stream():
@@ -212,7 +224,8 @@ def test_410_and_the_revision_header_are_documented_on_the_key_api_only():
     paths = openapi_document(version="1")["paths"]
     assert "410" in paths["/db/{key}"]["get"]["responses"]
     for path, item in paths.items():
-        key_api = path in ("/db", "/db/{key}", "/txn", "/watch/{key}")
+        key_api = path.startswith(("/db", "/txn", "/watch/", "/lease", "/lock/",
+                                   "/election/"))
         for method, operation in item.items():
             if method == "parameters":
                 continue
@@ -226,3 +239,54 @@ def test_every_operation_documents_400_for_unknown_parameters():
         for method, operation in item.items():
             if method != "parameters":
                 assert "400" in operation["responses"], (path, method)
+
+
+LEASE_LOCK_ELECTION_CODES = {
+    ("/lease", "post"): {"200", "307", "400", "413", "503", "504"},
+    ("/lease", "get"): {"200", "307", "400", "503"},
+    ("/lease/{lease_id}", "get"): {"200", "307", "400", "404", "503"},
+    ("/lease/{lease_id}", "delete"): {"200", "307", "400", "404", "503", "504"},
+    ("/lease/{lease_id}/keepalive", "post"): {"200", "307", "400", "404", "503", "504"},
+    ("/lock/{name}", "post"): {"200", "307", "400", "404", "413", "423", "503", "504"},
+    ("/lock/{name}", "get"): {"200", "307", "400", "404", "503"},
+    ("/election/{name}/campaign", "post"): {"200", "307", "400", "404", "413", "423", "503",
+                                            "504"},
+    ("/election/{name}", "get"): {"200", "307", "400", "404", "503"},
+    ("/election/{name}/proclaim", "post"): {"200", "307", "400", "412", "503", "504"},
+    ("/election/{name}/resign", "post"): {"200", "307", "400", "412", "503", "504"},
+    ("/election/{name}/observe", "get"): {"200", "307", "400", "410", "503"},
+    ("/db/{key}", "put"): {"404", "412"},
+    ("/txn", "post"): {"404"},
+}
+
+
+def test_leases_locks_and_elections_document_their_answers():
+    paths = openapi_document(version="1")["paths"]
+    for (path, method), codes in LEASE_LOCK_ELECTION_CODES.items():
+        assert codes <= set(paths[path][method]["responses"]), (path, method)
+    assert paths["/lock/{name}"]["post"]["responses"]["423"]["schema"] == {
+        "$ref": "#/definitions/LockTimeout"}
+    observe = paths["/election/{name}/observe"]["get"]
+    assert observe["produces"][0] == "text/event-stream"
+    put = {p.get("name") or p.get("$ref") for p in paths["/db/{key}"]["put"]["parameters"]}
+    assert {"#/parameters/LeaseQuery", "#/parameters/TtlQuery",
+            "#/parameters/FenceQuery"} <= put
+
+
+def test_items_and_compares_document_the_lease_fields():
+    definitions = openapi_document(version="1")["definitions"]
+    assert {"create_revision", "lease"} <= set(definitions["Item"]["required"])
+    assert {"create_revision", "lease"} <= set(
+        definitions["Compare"]["properties"]["target"]["enum"])
+    assert "lease" in definitions["TxnOp"]["properties"]
+    assert set(definitions["PutBody"]["properties"]) == {"value", "prev", "lease", "ttl"}
+
+
+def test_name_and_lease_path_parameters_state_their_limits():
+    document = openapi_document(version="1", limits=HttpLimits.derive(
+        ServiceLimits(max_name_bytes=64)))
+    name = next(p for p in document["paths"]["/lock/{name}"]["parameters"]
+                if p["name"] == "name")
+    assert "at most 64 bytes" in name["description"]
+    lease = document["paths"]["/lease/{lease_id}"]["parameters"][0]
+    assert lease["type"] == "integer" and lease["minimum"] == 1

@@ -38,10 +38,13 @@ def test_success_branch_results_in_order_at_one_revision():
         "results": [
             {"op": "put", "key": "a", "revision": 5},
             {"op": "delete", "key": "b", "deleted": True, "revision": 5},
-            {"op": "get", "key": "a", "item": {"key": "a", "value": "2", "revision": 5}},
+            {"op": "get", "key": "a", "item": {"key": "a", "value": "2", "revision": 5,
+                                               "create_revision": 1, "lease": 0}},
             {"op": "range", "prefix": "x/", "more": False, "items": [
-                {"key": "x/1", "value": "one", "revision": 3},
-                {"key": "x/2", "value": "two", "revision": 4}]},
+                {"key": "x/1", "value": "one", "revision": 3, "create_revision": 3,
+                 "lease": 0},
+                {"key": "x/2", "value": "two", "revision": 4, "create_revision": 4,
+                 "lease": 0}]},
         ],
     }
     assert reply.header("X-LeifDB-Revision") == "5"
@@ -64,7 +67,8 @@ def test_failed_compare_runs_the_failure_branch_and_is_not_an_error():
         "succeeded": False,
         "revision": 6,
         "results": [{"op": "get", "key": "a",
-                     "item": {"key": "a", "value": "changed", "revision": 5}}],
+                     "item": {"key": "a", "value": "changed", "revision": 5,
+                              "create_revision": 1, "lease": 0}}],
     }
     assert client.service.store.get("b").value == "old"
 
@@ -84,7 +88,8 @@ def test_read_only_txn_is_a_read_at_the_store_revision():
     assert reply.json() == {"succeeded": True, "revision": 4, "results": [
         {"op": "get", "key": "nope", "item": None},
         {"op": "range", "prefix": "x/", "items": [{"key": "x/1", "value": "one",
-                                                   "revision": 3}], "more": True}]}
+                                                   "revision": 3, "create_revision": 3,
+                                                   "lease": 0}], "more": True}]}
     assert client.service.writes == [] and client.service.barriers == 1
     stale = client.post("/txn?consistency=stale", json={"success": [{"op": "get", "key": "a"}]})
     assert stale.code == 200 and client.service.barriers == 1
@@ -156,6 +161,21 @@ def test_compare_on_revision_and_existence():
      "must be true or false"),
     (b'{"compare": [{"key": "a", "target": "exists", "op": "equal"}]}', "lacks the field"),
     (b'{"success": [{"op": "put", "key": "\\ud800", "value": "x"}]}', "lone surrogate"),
+    (b'{"success": [{"op": "put", "key": "a", "value": "1", "lease": 0}]}',
+     "success[0].lease must be a lease id"),
+    (b'{"success": [{"op": "put", "key": "a", "value": "1", "lease": "7"}]}',
+     "success[0].lease must be a lease id"),
+    (b'{"success": [{"op": "put", "key": "a", "value": "1", "lease": 1.0}]}',
+     "success[0].lease must be a lease id"),
+    (b'{"success": [{"op": "delete", "key": "a", "lease": 1}]}', "unknown field(s) lease"),
+    (b'{"compare": [{"key": "a", "target": "lease", "op": "equal", "value": -1}]}',
+     "must not be negative"),
+    (b'{"compare": [{"key": "a", "target": "create_revision", "op": "equal", "value": "1"}]}',
+     "must be an integer for target 'create_revision'"),
+    (b'{"compare": [{"key": "a", "target": "lease", "op": "equal", "value": false}]}',
+     "must be an integer for target 'lease'"),
+    (b'{"compare": [{"key": "a", "target": "revision", "op": "less", '
+     b'"value": 9223372036854775808}]}', "must be at most"),
     (b'{"success": [{"op": "put", "key": "a", "value": "1"}, {"op": "delete", "key": "a"}]}',
      "two writes to one key"),
 ])
@@ -263,3 +283,70 @@ def test_bad_or_unknown_query_is_400(query):
 def test_other_methods_are_405():
     reply = Client().get("/txn")
     assert assert_json_error(reply, 405)["allowed"] == ["OPTIONS", "POST"]
+
+
+# -- leases ------------------------------------------------------------------------------------
+
+
+def test_a_put_may_attach_its_key_to_a_lease():
+    client = Client()
+    lease = client.service.make_lease()
+    reply = client.post("/txn", json={"success": [
+        {"op": "put", "key": "a", "value": "1", "lease": lease},
+        {"op": "put", "key": "b", "value": "2"},
+        {"op": "get", "key": "a"}]})
+    assert reply.code == 200
+    assert reply.json()["results"][2]["item"] == {
+        "key": "a", "value": "1", "revision": 2, "create_revision": 2, "lease": lease}
+    assert client.service.writes == [Txn(success=(Put("a", "1", lease=lease), Put("b", "2"),
+                                                  Get("a")))]
+    assert client.get(f"/lease/{lease}").json()["keys"] == ["a"]
+
+
+def test_a_put_naming_an_absent_lease_is_404_and_applies_nothing():
+    client = Client()
+    client.service.set("x", "old")
+    reply = client.post("/txn", json={"success": [
+        {"op": "put", "key": "x", "value": "new"},
+        {"op": "put", "key": "a", "value": "1", "lease": 42}]})
+    body = assert_json_error(reply, 404)
+    assert body["lease"] == 42
+    assert reply.header("X-LeifDB-Revision") == "2"
+    assert client.service.store.get("x").value == "old"
+    assert client.service.store.get("a") is None
+
+
+def test_an_absent_lease_in_the_branch_that_does_not_run_is_no_error():
+    client = Client()
+    reply = client.post("/txn", json={
+        "compare": [{"key": "x", "target": "exists", "op": "equal", "value": False}],
+        "success": [{"op": "put", "key": "x", "value": "1"}],
+        "failure": [{"op": "put", "key": "x", "value": "2", "lease": 42}]})
+    assert reply.code == 200 and reply.json()["succeeded"] is True
+
+
+@pytest.mark.parametrize("target,op,value,succeeded", [
+    ("create_revision", "equal", 1, True),
+    ("create_revision", "less", 2, True),
+    ("create_revision", "greater", 1, False),
+    ("lease", "equal", 2, True),
+    ("lease", "not_equal", 0, True),
+    ("lease", "equal", 0, False),
+])
+def test_compare_on_create_revision_and_lease(target, op, value, succeeded):
+    client = Client()
+    client.service.set("k", "v")  # created at 1
+    lease = client.service.make_lease()  # 2
+    client.service.apply(Put("k", "w", lease=lease))  # revision 3, still created at 1
+    reply = client.post("/txn", json={
+        "compare": [{"key": "k", "target": target, "op": op, "value": value}],
+        "success": [{"op": "get", "key": "k"}]})
+    assert reply.json()["succeeded"] is succeeded
+
+
+@pytest.mark.parametrize("target", ["create_revision", "lease"])
+def test_an_absent_key_has_zero_for_both(target):
+    client = Client()
+    reply = client.post("/txn", json={
+        "compare": [{"key": "nope", "target": target, "op": "equal", "value": 0}]})
+    assert reply.json()["succeeded"] is True

@@ -4,13 +4,13 @@ progress bookmarks, final events, back-pressure and clean-up when the client lea
 from __future__ import annotations
 
 import pytest
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 
 from leifdb.errors import NotLeaderError, Unavailable
 from leifdb.http.watch import SseStream
 from leifdb.kv.commands import Delete, Event, Put, Txn
 from tests.http.client import Client, assert_json_error
+from tests.http.doubles import Handle, Request
 
 PUT_A1 = {"type": "put", "key": "a", "value": "1", "revision": 1}
 
@@ -263,67 +263,14 @@ def test_post_is_405():
 
 # -- the sink on its own -----------------------------------------------------------------
 
-class _Handle:
-    start_revision = 1
-
-    def __init__(self) -> None:
-        self.resumed = 0
-        self.cancelled = False
-
-    def resume(self) -> None:
-        self.resumed += 1
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class _Request:
-    """Records what a stream does to its response (Twisted's ``DummyRequest`` treats every
-    producer as a pull producer and would spin on ours)."""
-
-    method = b"GET"
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.headers: dict[bytes, bytes] = {}
-        self.code = 0
-        self.producer = None
-        self.finished = False
-        self.finishes: list[Deferred[None]] = []
-
-    def setResponseCode(self, code: int) -> None:
-        self.code = code
-
-    def setHeader(self, name: bytes, value: bytes) -> None:
-        self.headers[name] = value
-
-    def registerProducer(self, producer, streaming: bool) -> None:
-        assert streaming and self.producer is None
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    def notifyFinish(self) -> Deferred[None]:
-        self.finishes.append(Deferred())
-        return self.finishes[-1]
-
-    def write(self, data: bytes) -> None:
-        assert not self.finished
-        self.written.append(data)
-
-    def finish(self) -> None:
-        self.finished = True
-
-
 def _event(key: str, revision: int) -> Event:
     return Event("put", key, "v", revision)
 
 
 def test_each_revision_is_one_write():
-    request = _Request()
+    request = Request()
     stream = SseStream(request, prev=False)
-    stream.start(_Handle(), 4)
+    stream.start(Handle(), 4)
     before = len(request.written)
     assert stream.events([_event("x", 5), _event("y", 5)]) is True
     assert len(request.written) == before + 1
@@ -332,12 +279,12 @@ def test_each_revision_is_one_write():
 
 
 def test_what_arrives_before_start_is_sent_after_the_retry_line():
-    request = _Request()
+    request = Request()
     stream = SseStream(request, prev=False)
     assert stream.events([_event("x", 2)]) is True
     stream.closed("overflow")
     assert request.written == []
-    stream.start(_Handle(), 3)
+    stream.start(Handle(), 3)
     sent = b"".join(request.written)
     assert sent.startswith(b"retry: 1000\n\nid: 2\ndata: ")
     assert sent.endswith(b"\n\n") and b"event: overflow\n" in sent
@@ -346,9 +293,9 @@ def test_what_arrives_before_start_is_sent_after_the_retry_line():
 
 
 def test_paused_sink_says_no_and_resume_asks_the_service_to_go_on():
-    request = _Request()
+    request = Request()
     stream = SseStream(request, prev=False)
-    handle = _Handle()
+    handle = Handle()
     stream.start(handle, 1)
     stream.pauseProducing()
     assert stream.events([_event("x", 2)]) is False
@@ -358,9 +305,9 @@ def test_paused_sink_says_no_and_resume_asks_the_service_to_go_on():
 
 
 def test_stop_producing_cancels_the_watch_and_the_lost_connection_ends_it():
-    request = _Request()
+    request = Request()
     stream = SseStream(request, prev=False)
-    handle = _Handle()
+    handle = Handle()
     stream.start(handle, 1)
     assert request.producer is stream
     stream.stopProducing()
@@ -373,9 +320,9 @@ def test_stop_producing_cancels_the_watch_and_the_lost_connection_ends_it():
 
 
 def test_closing_unregisters_the_producer_then_finishes():
-    request = _Request()
+    request = Request()
     stream = SseStream(request, prev=False)
-    stream.start(_Handle(), 1)
+    stream.start(Handle(), 1)
     stream.closed("shutdown", None)
     assert request.producer is None and request.finished and stream.done.called
     assert b"event: shutdown\n" in request.written[-1]
