@@ -18,7 +18,14 @@ from typing import Callable, Protocol
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 
-from leifdb.errors import InvalidRequest, LeaseNotFound, LockTimeout, NotHolder
+from leifdb.errors import (
+    Compacted,
+    InvalidRequest,
+    LeaseNotFound,
+    LockTimeout,
+    NotHolder,
+    OutcomeUnknown,
+)
 from leifdb.kv.commands import Compare, Delete, Event, Item, Put, Txn, TxnResult
 from leifdb.kv.store import KVStore
 from leifdb.service.api import CONSISTENCY_LINEARIZABLE, Holder, ObserveSink
@@ -68,8 +75,9 @@ class Coordination:
         self, name: str, prefix: str, lease: int, value: str, timeout: float
     ) -> Deferred[Holder]:
         """Write this lease's key under ``prefix`` (keeping its create revision if it
-        exists), then wait until it holds. On timeout or cancellation a key written by
-        this call is deleted again, so it does not block those behind it."""
+        exists), then wait until it holds. On timeout a key written by this call is
+        deleted again before ``LockTimeout`` is raised, so it blocks nobody behind it
+        (``OutcomeUnknown`` if that delete fails); on cancellation, in the background."""
         return ensureDeferred(self._acquire(name, prefix, lease, value, timeout))
 
     async def _acquire(
@@ -82,7 +90,6 @@ class Coordination:
         assert item is not None
         token = item.create_revision
         created = token == item.revision
-        acquired = False
         try:
             while True:
                 store = self._store()
@@ -91,28 +98,44 @@ class Coordination:
                     raise LeaseNotFound(lease)  # the lease ended while waiting
                 before = _latest_before(store, prefix, token)
                 if before is None:
-                    acquired = True
                     return _holder(name, mine)
                 left = deadline - self._now()
                 if left <= 0:
-                    raise LockTimeout(name, before.key)
-                await self._hub.wait(
-                    prefix, True, store.applied_index + 1, left
+                    break
+                try:
+                    await self._hub.wait(prefix, True, store.applied_index + 1, left)
+                except Compacted:
+                    # The node installed a snapshot meanwhile (its history restarts):
+                    # the keys, not the history, are the state; look again.
+                    continue
+        except BaseException:
+            # Cancelled (the client went away) or failed: nobody will be told, so
+            # withdraw in the background; the lease ending removes the key otherwise.
+            if created:
+                self._withdraw(key, token).addErrback(
+                    lambda f: log.info("Could not withdraw {key}: {error}", key=key,
+                                       error=f.getErrorMessage())
                 )
-        finally:
-            if created and not acquired:
-                self._withdraw(key, token)
+            raise
+        if created:
+            try:
+                await self._withdraw(key, token)
+            except Exception as e:
+                # The client must not believe it queues no more: it may yet hold the
+                # lock once those before it leave.
+                raise OutcomeUnknown(
+                    f"gave up waiting for {name!r} but could not withdraw {key} ({e}); "
+                    f"revoke lease {lease} to be sure"
+                ) from e
+        raise LockTimeout(name, before.key)
 
-    def _withdraw(self, key: str, token: int) -> None:
+    def _withdraw(self, key: str, token: int) -> Deferred[TxnResult]:
         """Delete a waiter's key if it is still the one this request created."""
         undo = Txn(
             compare=(Compare(key, "create_revision", "equal", token),),
             success=(Delete(key),),
         )
-        self._service.txn(undo).addErrback(
-            lambda f: log.info("Could not withdraw {key}: {error}", key=key,
-                               error=f.getErrorMessage())
-        )
+        return self._service.txn(undo)
 
     # -- reading -----------------------------------------------------------------------
 
