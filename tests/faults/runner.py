@@ -12,14 +12,25 @@ let the watchers catch up, stop them, and take the reference watch history (ever
 kept history now, merged with the ones a ``Historian`` took during the run); check that
 every acknowledged write and final read is in it, and every watcher's stream against it by
 the six properties (ordered, unique, atomic, reliable, resumable, bookmarkable); check the
-whole history for linearizability. The run fails on any violation. On any failure the
-history, the watchers' streams, the reference, the seed, the nemesis' timeline and every
-node's log are kept in ``fault-runs/<timestamp>-<seed>/``.
+whole history for linearizability.
+
+With ``lock_clients`` > 0, lock clients run too (``tests.faults.lockclient``, one process
+each: leases, ``POST /lock``, writes fenced by the lock's token), and a second nemesis
+(``tests.faults.lockfleet.HolderNemesis``) SIGSTOPs a lock holder for longer than its
+lease's TTL, or SIGKILLs it, every few seconds, while the node faults go on. Their fenced
+writes and reads join the linearizability check, and the lock checker
+(``tests.faults.locks.check_locks``) checks tokens and fencing against their history, the
+final reads and the committed changes of the watch reference.
+
+The run fails on any violation. On any failure the history, the watchers' streams, the
+reference, the lock clients' history, the seed, the nemesis' timeline and every node's log
+are kept in ``fault-runs/<timestamp>-<seed>/``.
 
 Command line (``make chaos``)::
 
     python -m tests.faults.runner [--duration 10m] [--nodes 5] [--seed N] [--clients 5]
-                                  [--txn-share 0.2] [--watchers 3]
+                                  [--txn-share 0.2] [--watchers 3] [--lock-clients 3]
+                                  [--locks 1] [--lease-ttl 3]
 
 exits 0 when the run passed, 1 when it failed (the last line says why), 2 on bad usage.
 """
@@ -45,6 +56,16 @@ from tests.faults.clients import Client, ClientConfig, OpSpec, Recorder, execute
 from tests.faults.cluster import ProxiedCluster
 from tests.faults.history import Op, save_history
 from tests.faults.linearizability import CheckResult, check
+from tests.faults.lockfleet import LOCK_FAULT_KINDS, HolderNemesis, LockFleet, as_kv_ops
+from tests.faults.locks import (
+    FENCED_PREFIX,
+    LOCK_PREFIX,
+    LockCheck,
+    LockOp,
+    check_locks,
+    dump_lock_history,
+    fenced_key,
+)
 from tests.faults.nemesis import FAULT_KINDS, Fault, Nemesis
 from tests.faults.watch import (
     Historian,
@@ -90,6 +111,15 @@ class RunConfig:
     # Watchers: how many, each on one of WATCHES in turn (key, prefix).
     watchers: int = 3
     catch_up_timeout: float = 20.0
+    # Lock clients (processes) on ``locks`` locks named l0, l1, ...; 0 for none. Their
+    # leases' TTL (the service's minimum is 2 s), how long the server may make a lock
+    # request wait, and the holder nemesis: seconds between its actions, share of kills.
+    lock_clients: int = 3
+    locks: int = 1
+    lease_ttl: float = 3.0
+    lock_wait: float = 3.0
+    holder_interval: tuple[float, float] = (2.0, 5.0)
+    holder_kill_share: float = 0.25
 
 
 # What watcher i watches: everything, one key of a transaction pair, a prefix of one key.
@@ -113,6 +143,8 @@ class RunResult:
     watches: list[WatchResult] = field(default_factory=list)
     reference: Reference | None = None
     writes_cross_checked: int = 0
+    locks: LockCheck | None = None
+    lock_ops: list[LockOp] = field(default_factory=list)
 
     @property
     def watch_ok(self) -> bool:
@@ -124,7 +156,8 @@ class RunResult:
 
     @property
     def passed(self) -> bool:
-        return self.verdict is True and not self.problems and self.watch_ok
+        return (self.verdict is True and not self.problems and self.watch_ok
+                and (self.locks is None or self.locks.ok))
 
     def final_line(self) -> str:
         verdict = {True: "linearizable", False: "NOT linearizable",
@@ -132,6 +165,12 @@ class RunResult:
         status = "PASS" if self.passed else "FAIL"
         extra = f"; {len(self.problems)} other problem(s)" if self.problems else ""
         kept = f"; evidence in {self.folder}" if self.folder else ""
+        locks = ""
+        if self.locks is not None:
+            c = self.locks.counts
+            locks = (f", locks {'ok' if self.locks.ok else 'VIOLATED'}: {c['acquired']} "
+                     f"acquisitions, {c['accepted']} fenced writes accepted, {c['rejected']} "
+                     "rejected")
         watch = ""
         if self.watches:
             bad = sum(not w.ok for w in self.watches)
@@ -139,7 +178,7 @@ class RunResult:
                      + ("properties hold" if not bad else
                         f"{bad} violate {summarize(self.watches)}"))
         return (f"{status}: {verdict} ({self.ops} ops incl. {self.txns} txns, checker "
-                f"{self.checker_seconds:.1f} s{watch}, seed {self.seed}){extra}{kept}")
+                f"{self.checker_seconds:.1f} s{watch}{locks}, seed {self.seed}){extra}{kept}")
 
 
 def parse_duration(text: str) -> float:
@@ -255,6 +294,10 @@ class _Run:
         recovery: float | None = None
         reference: Reference | None = None
         historian: Historian | None = None
+        fleet: LockFleet | None = None
+        holder_nemesis: HolderNemesis | None = None
+        stop_holders = threading.Event()
+        lock_names = [f"l{i}" for i in range(cfg.locks)] if cfg.lock_clients else []
         try:
             cluster.start_all()
             leader = cluster.wait_for_leader(30)
@@ -287,7 +330,24 @@ class _Run:
                     lambda: {cluster.names[i]: cluster.http_address(i) for i in range(len(cluster.nodes))},
                     stop_watching, seed=self.rng.randrange(1 << 30))
                 historian.start()
+            if lock_names:
+                fleet = LockFleet(work / "locks", cluster.http_addresses(), lock_names,
+                                  cfg.lock_clients, seed=self.rng.randrange(1 << 30), t0=self.t0,
+                                  ttl=cfg.lease_ttl, timeout=cfg.client_timeout,
+                                  lock_wait=cfg.lock_wait, log=self.log)
+                fleet.start()
+                self.log(f"{cfg.lock_clients} lock clients on locks {', '.join(lock_names)}, "
+                         f"lease TTL {cfg.lease_ttl:g} s")
+                holder_nemesis = HolderNemesis(
+                    fleet, random.Random(self.rng.randrange(1 << 30)), stop_holders,
+                    interval=cfg.holder_interval, kill_share=cfg.holder_kill_share, log=self.log)
+                holder_nemesis.start()
             self._faults(nemesis)
+            if holder_nemesis is not None:
+                stop_holders.set()
+                holder_nemesis.join(timeout=4 * cfg.lease_ttl + 10)
+                if holder_nemesis.error is not None:
+                    self.problems.append(f"holder nemesis failed: {holder_nemesis.error!r}")
             nemesis.heal_everything()
             healed = time.monotonic()
             self.log("all faults healed")
@@ -300,7 +360,11 @@ class _Run:
                 if client.error is not None:
                     self.problems.append(f"client {client.client_id} failed: {client.error!r}")
             self.problems.extend(nemesis.unexpected_exits())
-            final_reads = self._final_reads(cluster)
+            if fleet is not None:
+                self.problems.extend(fleet.unexpected_exits())
+                fleet.stop()
+            final_reads = self._final_reads(
+                cluster, self.keys + [fenced_key(n) for n in lock_names])
             if watchers:
                 self._catch_up(watchers)
                 stop_watching.set()
@@ -321,11 +385,21 @@ class _Run:
         finally:
             stop.set()
             stop_watching.set()
+            stop_holders.set()
+            if fleet is not None:
+                fleet.stop()
             self._stop_watchers(watchers)
             cluster.close()
         self.problems.extend(f"unexpected answer: {u}" for u in self.recorder.unexpected[:20])
         self.node_errors, self.node_events = _scan_logs(logs)
         ops = self.recorder.snapshot()
+        lock_ops: list[LockOp] = []
+        lock_check: LockCheck | None = None
+        if fleet is not None:
+            lock_ops, notes = fleet.collect()
+            self.problems.extend(f"lock client: {n}" for n in notes[:20])
+            ops += as_kv_ops(lock_ops)
+            lock_check = self._check_locks(lock_ops, lock_names, final_reads, reference)
         self.problems.extend(lost_writes(ops, final_reads))
         watch_results: list[WatchResult] = []
         cross_checked = 0
@@ -346,7 +420,10 @@ class _Run:
             faults=Counter(nemesis.counts), problems=self.problems, recovery=recovery,
             checker_seconds=result.elapsed, txns=sum(1 for op in ops if op.kind == "txn"),
             watches=watch_results, reference=reference, writes_cross_checked=cross_checked,
+            locks=lock_check, lock_ops=lock_ops,
         )
+        if holder_nemesis is not None:
+            run.faults.update(holder_nemesis.counts)
         self._report(run, nemesis, ops)
         if not run.passed or cfg.keep:
             run.folder = self._keep(run, ops, logs, nemesis)
@@ -452,11 +529,27 @@ class _Run:
             f"no write was acknowledged within {cfg.recovery_timeout:.0f} s of healing")
         return None
 
-    def _final_reads(self, cluster: ProxiedCluster) -> dict[str, Op]:
+    def _check_locks(self, lock_ops: list[LockOp], lock_names: list[str],
+                     final_reads: dict[str, Op], reference: Reference | None) -> LockCheck:
+        """The lock checker on the lock clients' history, the fenced keys' final reads and
+        (when there is a watch reference) their committed changes."""
+        final = {}
+        for name in lock_names:
+            read = final_reads.get(fenced_key(name))
+            if read is not None and read.seen is not None:
+                final[name] = (read.seen.value, read.seen.revision)
+        if reference is None:
+            return check_locks(lock_ops, final=final)
+        committed = [(r, c[0], c[1], c[2]) for r, cs in sorted(reference.changes.items())
+                     for c in cs if c[1].startswith((FENCED_PREFIX, LOCK_PREFIX))]
+        complete_to = reference.spans[0][1] if reference.spans and reference.lo == 1 else 0
+        return check_locks(lock_ops, final=final, committed=committed, complete_to=complete_to)
+
+    def _final_reads(self, cluster: ProxiedCluster, keys: Sequence[str]) -> dict[str, Op]:
         cfg = self.config
         reads: dict[str, Op] = {}
         deadline = time.monotonic() + cfg.recovery_timeout
-        for key in self.keys:
+        for key in keys:
             while time.monotonic() < deadline:
                 op, c, _ = execute(OpSpec("read", key), self.rng.choice(cluster.http_addresses()),
                                    client=cfg.clients + 1, timeout=cfg.client_timeout,
@@ -485,7 +578,10 @@ class _Run:
             listed = ", ".join(f"{why} {n}" for n, why in reasons) or "none"
             self.out(f"  {label} by reason: {listed}")
         self.out("faults: " + ", ".join(f"{k} {run.faults[k]}" for k in FAULT_KINDS)
-                 + f" (total {sum(run.faults.values())})")
+                 + f" (total {sum(run.faults[k] for k in FAULT_KINDS)})")
+        if run.locks is not None:
+            self.out("lock faults: " + ", ".join(f"{k} {run.faults[k]}" for k in LOCK_FAULT_KINDS))
+            self.out(run.locks.summary())
         worst = self._recoveries(nemesis)
         if worst:
             self.out("slowest recovery (heal to first acknowledged write) by kind: "
@@ -522,6 +618,9 @@ class _Run:
         folder = self.config.out_dir / f"{stamp}-{self.config.seed}"
         folder.mkdir(parents=True, exist_ok=True)
         save_history(ops, str(folder / "history.jsonl"))
+        if run.lock_ops:
+            with open(folder / "locks.jsonl", "w", encoding="utf-8") as f:
+                dump_lock_history(run.lock_ops, f)
         if run.watches or run.reference is not None:
             self._save_watches(folder, run)
         (folder / "seed").write_text(f"{self.config.seed}\n")
@@ -529,7 +628,9 @@ class _Run:
         lines = [
             f"replay: python -m tests.faults.runner --seed {self.config.seed} "
             f"--nodes {self.config.nodes} --duration {self.config.duration:g}s "
-            f"--txn-share {self.config.txn_share:g} --watchers {self.config.watchers}",
+            f"--txn-share {self.config.txn_share:g} --watchers {self.config.watchers} "
+            f"--lock-clients {self.config.lock_clients} --locks {self.config.locks} "
+            f"--lease-ttl {self.config.lease_ttl:g}",
             f"config: {config}",
             "",
             *self.timeline,
@@ -539,6 +640,8 @@ class _Run:
         lines += ["", *[w.summary() for w in run.watches]]
         if run.check is not None:
             lines += ["", run.check.summary()]
+        if run.locks is not None:
+            lines += ["", run.locks.summary()]
         (folder / "run.txt").write_text("\n".join(lines) + "\n")
         for name, path in logs.items():
             if path.exists():
@@ -615,6 +718,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--txn-share", type=float, default=0.2,
                         help="share of operations that are transactions (default 0.2)")
     parser.add_argument("--watchers", type=int, default=3, help="watcher clients (default 3)")
+    parser.add_argument("--lock-clients", type=int, default=3,
+                        help="lock client processes (default 3; 0 for none)")
+    parser.add_argument("--locks", type=int, default=1, help="locks they share (default 1)")
+    parser.add_argument("--lease-ttl", type=float, default=3.0,
+                        help="the lock clients' lease TTL, seconds (default 3; at least 2)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where failed runs are kept")
     parser.add_argument("--keep", action="store_true",
                         help="keep the evidence even if the run passes")
@@ -632,6 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         snapshot_entries=args.snapshot_entries, check_timeout=args.check_timeout,
         recovery_timeout=args.recovery_timeout, cover=True, out_dir=args.out, keep=args.keep,
         fault_hold=args.hold, quiet=args.quiet, txn_share=args.txn_share, watchers=args.watchers,
+        lock_clients=args.lock_clients, locks=max(1, args.locks), lease_ttl=args.lease_ttl,
     )
     result = run(config, out=lambda line: print(line, flush=True))
     return 0 if result.passed else 1

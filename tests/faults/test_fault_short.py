@@ -1,7 +1,9 @@
 """The short fault test (about a minute): a real 3-node cluster, 5 clients (a fifth of their
 operations are transactions on the key pairs k0+k1 and k2+k3), 3 watchers whose streams are
-checked against the nodes' watch history, every fault kind at least once, fixed seed.
-``make chaos`` runs the long version (``tests.faults.runner``, same mix by default).
+checked against the nodes' watch history, 3 lock client processes taking turns at one lock
+and writing under its fencing token while their holders are SIGSTOPped past their leases'
+TTL or SIGKILLed, every fault kind at least once, fixed seed. ``make chaos`` runs the long
+version (``tests.faults.runner``, same mix by default).
 
 On failure the history, the seed, the nemesis' timeline and the node logs are kept in
 ``fault-runs/<timestamp>-<seed>/`` (the assertion message names the folder).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.faults.lockfleet import LOCK_FAULT_KINDS
 from tests.faults.nemesis import FAULT_KINDS
 from tests.faults.runner import RunConfig, run
 
@@ -28,7 +31,7 @@ def test_short_fault_run_is_linearizable_and_recovers() -> None:
 
     config = RunConfig(seed=SEED, nodes=3, duration=30.0, clients=5, keys=5,
                        fault_hold=(1.0, 3.0), quiet=(1.0, 2.0), check_timeout=120.0,
-                       txn_share=0.2, watchers=3)
+                       txn_share=0.2, watchers=3, lock_clients=3, locks=1, lease_ttl=2.0)
     result = run(config, out=out)
     report = "\n".join(lines)
     assert result.passed, report
@@ -40,3 +43,10 @@ def test_short_fault_run_is_linearizable_and_recovers() -> None:
     assert result.outcomes["fail"] > 0, report  # the faults did bite
     assert len(result.watches) == 3 and result.events_checked > 0, report
     assert sum(w.resumes for w in result.watches) > 0, report  # streams were resumed
+    locks = result.locks
+    assert locks is not None and locks.ok, report  # tokens, fencing, visibility
+    assert sum(result.faults[kind] for kind in LOCK_FAULT_KINDS) >= 2, result.faults
+    assert result.faults["pause_holder"] >= 1, result.faults
+    c = locks.counts
+    assert c["acquired"] >= 3 and c["accepted"] > 0 and c["committed"] > 0, report
+    assert c["rejected"] > 0, report  # stale holders' writes were refused by their fence
