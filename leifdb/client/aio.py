@@ -5,18 +5,20 @@ server needs.
 
 On Twisted, call the coroutines inside ``defer.ensureDeferred`` (or ``pytest_twisted``'s
 ``ensureDeferred`` tests); on asyncio, await them in a running loop. Methods and results
-are those of the blocking ``Client``; ``watch`` is an async iterator."""
+are those of the blocking ``Client``; ``watch`` and ``observe`` are async iterators, and
+``keep_alive`` runs a lease's keepalives in the background (``AsyncLeaseKeeper``)."""
 
 from __future__ import annotations
 
 import asyncio
 from io import BytesIO
-from typing import Any, AsyncIterator, Iterable
+from typing import Any, AsyncIterator, Callable, Iterable
 from urllib.parse import urlsplit
 
 import txaio
 import txaio.aio
 import txaio.tx
+from twisted.internet import defer
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
@@ -25,13 +27,18 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from leifdb.client.protocol import (
-    ConnectFailed, Emit, Endpoints, NoAnswer, Open, Read, Response, RetryPolicy, Send, Sleep,
-    WatchCursor, delete_request, execute, get_request, health_request, list_request,
-    put_request, txn_request, watch_steps,
+    ConnectFailed, Emit, Endpoints, FenceLike, NoAnswer, ObserveCursor, Open, Read, Renewed,
+    Response, RetryPolicy, Send, Sleep, WatchCursor, campaign_request, delete_request,
+    execute, get_request, grant_request, health_request, keepalive_request, keepalive_steps,
+    leader_request, lease_info_request, leases_request, list_request, lock_holder_request,
+    lock_request, proclaim_request, put_request, resign_request, revoke_request, txn_request,
+    watch_steps,
 )
-from leifdb.client.types import Event, Item, Page, Status, TxnResult, WriteResult
+from leifdb.client.types import (
+    Event, Holder, Item, LeaderChange, Lease, Page, Status, TxnResult, WriteResult,
+)
 
-__all__ = ["AsyncClient", "AsyncioTransport", "TwistedTransport"]
+__all__ = ["AsyncClient", "AsyncLeaseKeeper", "AsyncioTransport", "TwistedTransport"]
 
 USER_AGENT = "leifdb-client"
 
@@ -79,6 +86,8 @@ class TwistedTransport:
         except (ierror.ConnectError, ierror.DNSLookupError,
                 ierror.ConnectingCancelledError) as e:
             raise ConnectFailed(f"cannot connect: {e}") from None
+        except defer.CancelledError:
+            raise  # the caller gave up (a keeper closing), not the network
         except Exception as e:  # TimeoutError, ResponseNeverReceived, ResponseFailed...
             raise NoAnswer(f"{type(e).__name__}: {e}") from None
 
@@ -96,6 +105,10 @@ class TwistedTransport:
         done.addTimeout(timeout, self._reactor)
         try:
             (reason,) = await done
+        except defer.CancelledError:
+            if collector.transport is not None:
+                collector.transport.stopProducing()
+            raise
         except Exception as e:
             if collector.transport is not None:
                 collector.transport.stopProducing()
@@ -194,6 +207,9 @@ class AsyncioTransport:
                 asyncio.LimitOverrunError) as e:
             writer.close()
             raise NoAnswer(f"{type(e).__name__}: {e}") from None
+        except asyncio.CancelledError:
+            writer.close()
+            raise
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         headers = {}
         for line in header_lines:
@@ -327,34 +343,110 @@ class AsyncClient:
     async def _sleep(self, seconds: float) -> None:
         await self._txaio().sleep(seconds)
 
-    async def _run(self, request: Any, url: str | None = None) -> Any:
-        steps = execute(request, self.endpoints, self.policy, self.timeout, url)
+    def _spawn(self, coro: Any) -> Any:
+        """Run ``coro`` in the background on this client's framework."""
+        if self.framework == "asyncio":
+            return asyncio.ensure_future(coro)
+        return defer.ensureDeferred(coro)
+
+    async def _drive(self, steps: Any, on_renewed: Callable[[Lease], None] | None = None,
+                     stopped: Callable[[], bool] | None = None) -> Any:
+        """Do the I/O a ``Send``/``Sleep`` generator asks for; its return value (None once
+        ``stopped()`` is true)."""
         reply: Any = None
         try:
-            while True:
+            while stopped is None or not stopped():
                 action = steps.send(reply)
+                reply = None
                 if isinstance(action, Sleep):
                     await self._sleep(action.seconds)
-                    reply = None
-                    continue
-                try:
-                    reply = await self.transport.send(action)
-                except (ConnectFailed, NoAnswer) as e:
-                    reply = e
+                elif isinstance(action, Renewed):
+                    if on_renewed is not None:
+                        on_renewed(action.lease)
+                else:
+                    try:
+                        reply = await self.transport.send(action)
+                    except (ConnectFailed, NoAnswer) as e:
+                        reply = e
         except StopIteration as done:
             return done.value
+        return None
+
+    async def _run(self, request: Any, url: str | None = None) -> Any:
+        return await self._drive(execute(request, self.endpoints, self.policy, self.timeout,
+                                         url))
 
     async def get(self, key: str, *, stale: bool = False) -> Item | None:
         return await self._run(get_request(key, stale=stale))
 
     async def put(self, key: str, value: str, *, prev: str | None = None,
-                  if_match: int | None = None, create: bool = False) -> WriteResult:
+                  if_match: int | None = None, create: bool = False, lease: int = 0,
+                  ttl: float | str | None = None,
+                  fence: FenceLike | None = None) -> WriteResult:
         return await self._run(put_request(key, value, prev=prev, if_match=if_match,
-                                           create=create))
+                                           create=create, lease=lease, ttl=ttl, fence=fence))
 
     async def delete(self, key: str, *, prev: str | None = None,
-                     if_match: int | None = None) -> WriteResult:
-        return await self._run(delete_request(key, prev=prev, if_match=if_match))
+                     if_match: int | None = None,
+                     fence: FenceLike | None = None) -> WriteResult:
+        return await self._run(delete_request(key, prev=prev, if_match=if_match, fence=fence))
+
+    # --- leases --------------------------------------------------------------------------
+
+    async def grant(self, ttl: float | str) -> Lease:
+        return await self._run(grant_request(ttl))
+
+    async def keepalive(self, lease_id: int) -> Lease:
+        return await self._run(keepalive_request(lease_id))
+
+    async def lease_info(self, lease_id: int) -> Lease:
+        return await self._run(lease_info_request(lease_id))
+
+    async def leases(self) -> list[Lease]:
+        return await self._run(leases_request())
+
+    async def revoke(self, lease_id: int) -> WriteResult:
+        return await self._run(revoke_request(lease_id))
+
+    def keep_alive(self, lease: Lease | int, *, interval: float | None = None,
+                   on_renew: Callable[[Lease], None] | None = None) -> AsyncLeaseKeeper:
+        """Start keeping ``lease`` alive in the background (call it from a coroutine); see
+        ``AsyncLeaseKeeper``. ``async with client.keep_alive(lease) as keeper:`` stops it
+        on leaving."""
+        keeper = AsyncLeaseKeeper(self, lease, interval=interval, on_renew=on_renew)
+        keeper.start()
+        return keeper
+
+    # --- locks and elections ---------------------------------------------------------------
+
+    async def lock(self, name: str, lease: int, *, value: str = "",
+                   timeout: float | str | None = None) -> Holder:
+        return await self._run(lock_request(name, lease, value=value, timeout=timeout))
+
+    async def unlock(self, holder: Holder) -> WriteResult:
+        return await self.delete(holder.key)
+
+    async def lock_holder(self, name: str, *, stale: bool = False) -> Holder | None:
+        return await self._run(lock_holder_request(name, stale=stale))
+
+    async def campaign(self, name: str, lease: int, value: str, *,
+                       timeout: float | str | None = None) -> Holder:
+        return await self._run(campaign_request(name, lease, value, timeout=timeout))
+
+    async def leader(self, name: str, *, stale: bool = False) -> Holder | None:
+        return await self._run(leader_request(name, stale=stale))
+
+    async def proclaim(self, name: str, token: int, value: str) -> Holder:
+        return await self._run(proclaim_request(name, token, value))
+
+    async def resign(self, name: str, token: int) -> WriteResult:
+        return await self._run(resign_request(name, token))
+
+    def observe(self, name: str, *, stale: bool = False) -> AsyncIterator[LeaderChange]:
+        """An async iterator of ``LeaderChange``: election ``name``'s leader at once, then
+        at every change of leader or of its value; reconnects by itself. ``stale``: from
+        any node's own state."""
+        return self._stream(ObserveCursor(name, stale=stale))
 
     async def list_page(self, prefix: str = "", *, start_after: str | None = None,
                         limit: int | None = None, stale: bool = False) -> Page:
@@ -381,13 +473,14 @@ class AsyncClient:
     async def status(self, endpoint: str | None = None) -> Status:
         return await self._run(health_request(), url=endpoint or self.endpoints.urls[0])
 
-    async def watch(self, key: str, *, prefix: bool = False, prev: bool = False,
-                    start_revision: int | None = None,
-                    stale: bool = False) -> AsyncIterator[Event]:
+    def watch(self, key: str, *, prefix: bool = False, prev: bool = False,
+              start_revision: int | None = None, stale: bool = False) -> AsyncIterator[Event]:
         """An async iterator of ``Event`` (``async for event in client.watch(...)``);
         reconnects by itself, raises ``Compacted``. ``aclose()`` it to stop early."""
-        cursor = WatchCursor(key, prefix=prefix, prev=prev, start_revision=start_revision,
-                             stale=stale)
+        return self._stream(WatchCursor(key, prefix=prefix, prev=prev,
+                                        start_revision=start_revision, stale=stale))
+
+    async def _stream(self, cursor: WatchCursor | ObserveCursor) -> AsyncIterator[Any]:
         steps = watch_steps(cursor, self.endpoints, self.policy, self.timeout)
         stream: _Stream | None = None
         reply: Any = None
@@ -414,3 +507,93 @@ class AsyncClient:
             steps.close()
             if stream is not None:
                 stream.close()
+
+
+class AsyncLeaseKeeper:
+    """Keeps a lease alive in the background (``AsyncClient.keep_alive``): a keepalive at
+    once, then every ``interval`` (a third of the TTL by default), retried within the TTL
+    when the cluster is unreachable or the outcome unknown (see
+    ``leifdb.client.protocol.keepalive_steps``).
+
+    The lease's loss is surfaced, never hidden: once the cluster says it is gone
+    (``LeaseNotFound``) or no keepalive was acknowledged within its TTL (``LeaseExpired``),
+    renewing stops, ``lost`` holds the error, ``check()`` raises it and ``wait_lost()``
+    returns it. ``close()`` stops renewing (it does not revoke the lease)."""
+
+    def __init__(self, client: AsyncClient, lease: Lease | int, *,
+                 interval: float | None = None,
+                 on_renew: Callable[[Lease], None] | None = None) -> None:
+        self._client = client
+        self.lease_id = lease.id if isinstance(lease, Lease) else int(lease)
+        self.lease: Lease | None = lease if isinstance(lease, Lease) else None
+        self.lost: Exception | None = None
+        self._interval = interval
+        self._on_renew = on_renew
+        self._remaining = lease.remaining if isinstance(lease, Lease) else None
+        self._task: Any = None
+        self._closing = False
+        self._finished = False
+        self._waiters: list[Any] = []
+
+    def start(self) -> AsyncLeaseKeeper:
+        if self._task is None:
+            steps = keepalive_steps(self.lease_id, self._client.endpoints, self._client.policy,
+                                    self._client.timeout, interval=self._interval,
+                                    remaining=self._remaining)
+            self._task = self._client._spawn(self._loop(steps))
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._finished
+
+    def _renewed(self, lease: Lease) -> None:
+        self.lease = lease
+        if self._on_renew is not None:
+            self._on_renew(lease)
+
+    async def _loop(self, steps: Any) -> None:
+        try:
+            await self._client._drive(steps, self._renewed, lambda: self._closing)
+        except (asyncio.CancelledError, defer.CancelledError):
+            if not self._closing:
+                raise
+        except Exception as e:  # noqa: BLE001 - surfaced through lost/check/wait_lost
+            self.lost = e
+        finally:
+            steps.close()
+            self._finished = True
+            waiters, self._waiters = self._waiters, []
+            api = self._client._txaio()
+            for waiter in waiters:
+                if not api.is_called(waiter):  # a waiter cancelled meanwhile
+                    api.resolve(waiter, None)
+
+    async def wait_lost(self) -> Exception | None:
+        """Wait until renewing stopped: the loss (or None if ``close()`` stopped it)."""
+        if not self._finished:
+            waiter = self._client._txaio().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        return self.lost
+
+    def check(self) -> None:
+        """Raise the loss of the lease, if it was lost."""
+        if self.lost is not None:
+            raise self.lost
+
+    async def close(self) -> None:
+        """Stop renewing (an in-flight keepalive is abandoned)."""
+        if self._task is None or self._finished:
+            return
+        self._closing = True
+        if isinstance(self._task, Deferred):
+            self._task.addErrback(lambda failure: failure.trap(defer.CancelledError))
+        self._task.cancel()
+        await self.wait_lost()
+
+    async def __aenter__(self) -> AsyncLeaseKeeper:
+        return self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

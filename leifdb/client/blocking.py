@@ -1,21 +1,28 @@
 """The blocking client, for scripts and the ``leifdb`` command: the standard library's
-``http.client`` running the generators of ``leifdb.client.protocol``."""
+``http.client`` running the generators of ``leifdb.client.protocol``. A lease's
+background keepalives (``LeaseKeeper``) run on a thread of their own."""
 
 from __future__ import annotations
 
 import http.client
+import threading
 import time
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from leifdb.client.protocol import (
-    ConnectFailed, Emit, Endpoints, NoAnswer, Open, Read, Response, RetryPolicy, Send, Sleep,
-    WatchCursor, delete_request, execute, get_request, health_request, list_request,
-    put_request, txn_request, watch_steps,
+    ConnectFailed, Emit, Endpoints, FenceLike, NoAnswer, ObserveCursor, Open, Read, Renewed,
+    Response, RetryPolicy, Send, Sleep, WatchCursor, campaign_request, delete_request,
+    execute, get_request, grant_request, health_request, keepalive_request, keepalive_steps,
+    leader_request, lease_info_request, leases_request, list_request, lock_holder_request,
+    lock_request, proclaim_request, put_request, resign_request, revoke_request, txn_request,
+    watch_steps,
 )
-from leifdb.client.types import Event, Item, Page, Status, TxnResult, WriteResult
+from leifdb.client.types import (
+    Event, Holder, Item, LeaderChange, Lease, Page, Status, TxnResult, WriteResult,
+)
 
-__all__ = ["Client"]
+__all__ = ["Client", "LeaseKeeper", "Observer", "Watch"]
 
 USER_AGENT = "leifdb-client"
 WATCH_READ_TIMEOUT = 15.0  # the server sends a progress bookmark every 5 s
@@ -79,22 +86,33 @@ class Client:
         self._sleep = sleep
         self._transport = transport
 
-    def _run(self, request: Any, url: str | None = None) -> Any:
-        steps = execute(request, self.endpoints, self.policy, self.timeout, url)
+    def _drive(self, steps: Any, sleep: Callable[[float], Any] | None = None,
+               on_renewed: Callable[[Lease], None] | None = None,
+               stopped: Callable[[], bool] | None = None) -> Any:
+        """Do the I/O a ``Send``/``Sleep`` generator asks for; its return value (None once
+        ``stopped()`` is true)."""
+        sleep = sleep or self._sleep
         reply: Any = None
         try:
-            while True:
+            while stopped is None or not stopped():
                 action = steps.send(reply)
+                reply = None
                 if isinstance(action, Sleep):
-                    self._sleep(action.seconds)
-                    reply = None
-                    continue
-                try:
-                    reply = self._transport(action)
-                except (ConnectFailed, NoAnswer) as e:
-                    reply = e
+                    sleep(action.seconds)
+                elif isinstance(action, Renewed):
+                    if on_renewed is not None:
+                        on_renewed(action.lease)
+                else:
+                    try:
+                        reply = self._transport(action)
+                    except (ConnectFailed, NoAnswer) as e:
+                        reply = e
         except StopIteration as done:
             return done.value
+        return None
+
+    def _run(self, request: Any, url: str | None = None) -> Any:
+        return self._drive(execute(request, self.endpoints, self.policy, self.timeout, url))
 
     # --- the API -----------------------------------------------------------------------
 
@@ -103,15 +121,95 @@ class Client:
         return self._run(get_request(key, stale=stale))
 
     def put(self, key: str, value: str, *, prev: str | None = None,
-            if_match: int | None = None, create: bool = False) -> WriteResult:
+            if_match: int | None = None, create: bool = False, lease: int = 0,
+            ttl: float | str | None = None,
+            fence: FenceLike | None = None) -> WriteResult:
         """Write ``key``; with a condition (at most one), ``ConditionFailed`` if it does
         not hold: ``prev`` (current value), ``if_match`` (current revision), ``create``
-        (only if absent)."""
-        return self._run(put_request(key, value, prev=prev, if_match=if_match, create=create))
+        (only if absent). ``lease``: attach the key to that lease (``LeaseNotFound`` if it
+        is gone); ``ttl`` (seconds or ``"30s"``): grant a lease for this key alone
+        (``WriteResult.lease`` is its id); ``fence`` (a lock's ``Holder``, ``"NAME:TOKEN"``
+        or ``(name, token)``): only while that lock is held with that token, else
+        ``Fenced``."""
+        return self._run(put_request(key, value, prev=prev, if_match=if_match, create=create,
+                                     lease=lease, ttl=ttl, fence=fence))
 
-    def delete(self, key: str, *, prev: str | None = None,
-               if_match: int | None = None) -> WriteResult:
-        return self._run(delete_request(key, prev=prev, if_match=if_match))
+    def delete(self, key: str, *, prev: str | None = None, if_match: int | None = None,
+               fence: FenceLike | None = None) -> WriteResult:
+        return self._run(delete_request(key, prev=prev, if_match=if_match, fence=fence))
+
+    # --- leases ----------------------------------------------------------------------------
+
+    def grant(self, ttl: float | str) -> Lease:
+        """A new lease of ``ttl`` seconds (or ``"30s"``, ``"2m"``); keys attached to it are
+        deleted when it expires or is revoked."""
+        return self._run(grant_request(ttl))
+
+    def keepalive(self, lease_id: int) -> Lease:
+        """Renew the lease once (a write: ``OutcomeUnknown`` is possible);
+        ``LeaseNotFound`` if it is gone."""
+        return self._run(keepalive_request(lease_id))
+
+    def lease_info(self, lease_id: int) -> Lease:
+        """The lease with its attached keys; ``LeaseNotFound`` if it is gone."""
+        return self._run(lease_info_request(lease_id))
+
+    def leases(self) -> list[Lease]:
+        return self._run(leases_request())
+
+    def revoke(self, lease_id: int) -> WriteResult:
+        """Delete the lease and every key attached to it, at the returned revision."""
+        return self._run(revoke_request(lease_id))
+
+    def keep_alive(self, lease: Lease | int, *, interval: float | None = None,
+                   on_renew: Callable[[Lease], None] | None = None) -> LeaseKeeper:
+        """Keep ``lease`` alive on a background thread until ``close()`` (or the end of a
+        ``with`` block); see ``LeaseKeeper``."""
+        return LeaseKeeper(self, lease, interval=interval, on_renew=on_renew)
+
+    # --- locks and elections -----------------------------------------------------------
+
+    def lock(self, name: str, lease: int, *, value: str = "",
+             timeout: float | str | None = None) -> Holder:
+        """Wait (first come, first served) until ``lease`` holds lock ``name``: its
+        ``Holder`` (``token`` is the fencing token). ``LockTimeout`` after ``timeout``
+        seconds (default 60); the lock is released by ``unlock`` or when the lease ends."""
+        return self._run(lock_request(name, lease, value=value, timeout=timeout))
+
+    def unlock(self, holder: Holder) -> WriteResult:
+        return self.delete(holder.key)
+
+    def lock_holder(self, name: str, *, stale: bool = False) -> Holder | None:
+        """Who holds lock ``name`` (None: free)."""
+        return self._run(lock_holder_request(name, stale=stale))
+
+    def campaign(self, name: str, lease: int, value: str, *,
+                 timeout: float | str | None = None) -> Holder:
+        """Wait until ``lease`` leads election ``name`` with ``value``; ``LockTimeout``
+        after ``timeout`` seconds (default 60). Leadership ends with ``resign`` or with the
+        lease."""
+        return self._run(campaign_request(name, lease, value, timeout=timeout))
+
+    def leader(self, name: str, *, stale: bool = False) -> Holder | None:
+        """Election ``name``'s leader (None: no leader)."""
+        return self._run(leader_request(name, stale=stale))
+
+    def proclaim(self, name: str, token: int, value: str) -> Holder:
+        """The leader with ``token`` announces ``value``; ``NotHolder`` if it no longer
+        leads."""
+        return self._run(proclaim_request(name, token, value))
+
+    def resign(self, name: str, token: int) -> WriteResult:
+        """The leader with ``token`` steps down; ``NotHolder`` if it no longer leads."""
+        return self._run(resign_request(name, token))
+
+    def observe(self, name: str, *, stale: bool = False,
+                read_timeout: float = WATCH_READ_TIMEOUT) -> Observer:
+        """Iterate over election ``name``'s leaders (``LeaderChange``): the current one at
+        once, then every change of leader or of its value. Reconnects by itself (a
+        stream silent for ``read_timeout`` is reopened; the leader it starts with is not
+        handed over again if unchanged). ``stale``: from any node's own state."""
+        return Observer(self, ObserveCursor(name, stale=stale), read_timeout)
 
     def list_page(self, prefix: str = "", *, start_after: str | None = None,
                   limit: int | None = None, stale: bool = False) -> Page:
@@ -171,7 +269,8 @@ class Watch:
     """An iterator of ``Event``; ``revision`` is the last revision fully seen (events or
     progress bookmarks). ``close()`` (or leaving a ``with`` block) ends it."""
 
-    def __init__(self, client: Client, cursor: WatchCursor, read_timeout: float) -> None:
+    def __init__(self, client: Client, cursor: WatchCursor | ObserveCursor,
+                 read_timeout: float) -> None:
         self._client = client
         self.cursor = cursor
         self._read_timeout = read_timeout
@@ -196,7 +295,7 @@ class Watch:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _events(self) -> Iterator[Event]:
+    def _events(self) -> Iterator[Any]:
         client = self._client
         steps = watch_steps(self.cursor, client.endpoints, client.policy, client.timeout)
         conn: http.client.HTTPConnection | None = None
@@ -238,3 +337,85 @@ class Watch:
                 conn.close()
 
 
+
+
+class Observer(Watch):
+    """An iterator of ``LeaderChange`` (``Client.observe``); ``close()`` or leaving a
+    ``with`` block ends it."""
+
+    def __next__(self) -> LeaderChange:  # type: ignore[override]
+        return next(self._iter)
+
+    def __enter__(self) -> Observer:
+        return self
+
+
+class LeaseKeeper:
+    """Keeps a lease alive on a daemon thread (``Client.keep_alive``): a keepalive at once,
+    then every ``interval`` (a third of the TTL by default), retried within the TTL when
+    the cluster is unreachable or the outcome unknown (see
+    ``leifdb.client.protocol.keepalive_steps``).
+
+    The lease's loss is surfaced, never hidden: once the cluster says it is gone
+    (``LeaseNotFound``) or no keepalive was acknowledged within its TTL (``LeaseExpired``),
+    renewing stops, ``lost`` holds the error, ``check()`` raises it and ``wait()`` returns
+    it. ``close()`` stops renewing (it does not revoke the lease). ``lease`` is the last
+    renewal's answer."""
+
+    def __init__(self, client: Client, lease: Lease | int, *, interval: float | None = None,
+                 on_renew: Callable[[Lease], None] | None = None) -> None:
+        self._client = client
+        self.lease_id = lease.id if isinstance(lease, Lease) else int(lease)
+        self.lease: Lease | None = lease if isinstance(lease, Lease) else None
+        self.lost: Exception | None = None
+        self._on_renew = on_renew
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._steps = keepalive_steps(
+            self.lease_id, client.endpoints, client.policy, client.timeout, interval=interval,
+            remaining=lease.remaining if isinstance(lease, Lease) else None)
+        self._thread = threading.Thread(target=self._loop, daemon=True,
+                                        name=f"leifdb-keepalive-{self.lease_id}")
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    def _renewed(self, lease: Lease) -> None:
+        self.lease = lease
+        if self._on_renew is not None:
+            self._on_renew(lease)
+
+    def _loop(self) -> None:
+        try:
+            self._client._drive(self._steps, self._stop.wait, self._renewed,
+                                self._stop.is_set)
+        except Exception as e:  # noqa: BLE001 - surfaced through lost/check/wait
+            self.lost = e
+        finally:
+            self._steps.close()
+            self._done.set()
+
+    def wait(self, timeout: float | None = None) -> Exception | None:
+        """Block until renewing stopped (or ``timeout`` passed): the loss, or None."""
+        self._done.wait(timeout)
+        return self.lost
+
+    def check(self) -> None:
+        """Raise the loss of the lease, if it was lost."""
+        if self.lost is not None:
+            raise self.lost
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop renewing; waits for an in-flight keepalive up to ``timeout`` (default the
+        client's request timeout)."""
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(self._client.timeout + 1 if timeout is None else timeout)
+
+    def __enter__(self) -> LeaseKeeper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "BadRequest", "ClientError", "Compacted", "ConditionFailed", "Gone", "NotFound",
-    "NotLeader", "OutcomeUnknown", "ServerError", "TooLarge", "Unavailable", "WatchOverflow",
+    "BadRequest", "ClientError", "Compacted", "ConditionFailed", "Fenced", "Gone",
+    "LeaseExpired", "LeaseNotFound", "LockTimeout", "NotFound", "NotHolder", "NotLeader",
+    "OutcomeUnknown", "ServerError", "TooLarge", "Unavailable", "WatchOverflow",
 ]
 
 
@@ -91,3 +92,51 @@ class TooLarge(ClientError):
 
 class ServerError(ClientError):
     """Any other unexpected answer (500, an unparseable body)."""
+
+
+class LeaseNotFound(NotFound):
+    """404 from a lease operation (keepalive, info, revoke, a put, lock or campaign naming
+    the lease): the lease was never granted, was revoked or has expired, and its keys are
+    gone with it."""
+
+    def __init__(self, message: str, *, lease_id: int, status: int | None = 404,
+                 body: Any = None) -> None:
+        super().__init__(message, status=status, body=body)
+        self.lease_id = lease_id
+
+
+class LeaseExpired(LeaseNotFound):
+    """A ``keep_alive`` helper got no acknowledged keepalive within the lease's TTL of the
+    last one that was acknowledged: the lease may have expired (and a lock it held may have
+    passed to someone else). ``cause`` is the last error. Treat it as lost."""
+
+    def __init__(self, message: str, *, lease_id: int, cause: BaseException | None) -> None:
+        super().__init__(message, lease_id=lease_id, status=None)
+        self.cause = cause
+
+
+class NotHolder(ClientError):
+    """412 from a proclaim or resign whose token is not the election's leader (any more),
+    or from a fenced write (``Fenced``). Nothing changed."""
+
+    status = 412
+
+
+class Fenced(NotHolder):
+    """A write with ``fence=NAME:TOKEN`` was refused: lock NAME is no longer held with that
+    token (someone else holds it, or nobody). Nothing changed. ``fence`` is ``NAME:TOKEN``."""
+
+    def __init__(self, message: str, *, fence: str, body: Any = None) -> None:
+        super().__init__(message, status=412, body=body)
+        self.fence = fence
+
+
+class LockTimeout(ClientError):
+    """423: a lock or campaign was not acquired within its timeout; the waiter's key was
+    removed, so nothing is left behind. ``holder`` is the key that held it (or None)."""
+
+    status = 423
+
+    def __init__(self, message: str, *, holder: str | None, body: Any = None) -> None:
+        super().__init__(message, status=423, body=body)
+        self.holder = holder

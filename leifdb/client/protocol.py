@@ -2,13 +2,16 @@
 
 Both the async and the blocking client run the same generators and only do the I/O they
 ask for, so redirects, retries, backoff and the "never resend a write whose outcome is
-unknown" rule live here alone:
+unknown" rule live here alone (keepalives, locks and campaigns are writes too):
 
 - ``execute(request, ...)`` yields ``Send`` (the driver answers with a ``Response``, or a
   ``ConnectFailed`` / ``NoAnswer`` instance) and ``Sleep`` (the driver answers None); it
   returns the typed result or raises an error of ``leifdb.client.errors``.
 - ``watch_steps(cursor, ...)`` also yields ``Read`` (the next bytes of the open stream;
-  b"" or ``NoAnswer`` when it ended) and ``Emit`` (changes for the caller).
+  b"" or ``NoAnswer`` when it ended) and ``Emit`` (changes for the caller); it runs a
+  watch (``WatchCursor``) or an election's observe stream (``ObserveCursor``).
+- ``keepalive_steps(lease_id, ...)`` keeps a lease alive for ever: ``Send``, ``Sleep`` and
+  ``Renewed`` (an acknowledged keepalive); it raises once the lease is lost.
 
 Policy: a 307 is followed to its ``Location`` (same method and body; at most
 ``max_redirects`` hops) and that node is remembered as the leader. A 503, a refused
@@ -22,26 +25,35 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Generator, Iterable
+from typing import Any, Callable, Generator, Iterable, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 from leifdb.client.errors import (
-    BadRequest, ClientError, Compacted, ConditionFailed, NotFound, NotLeader,
-    OutcomeUnknown, ServerError, TooLarge, Unavailable, WatchOverflow,
+    BadRequest, ClientError, Compacted, ConditionFailed, Fenced, LeaseExpired, LeaseNotFound,
+    LockTimeout, NotFound, NotHolder, NotLeader, OutcomeUnknown, ServerError, TooLarge,
+    Unavailable, WatchOverflow,
 )
 from leifdb.client.sse import SseParser
-from leifdb.client.types import Event, Item, Page, Status, TxnResult, WriteResult
+from leifdb.client.types import (
+    Event, Holder, Item, LeaderChange, Lease, Page, Status, TxnResult, WriteResult,
+)
 
 __all__ = [
-    "ConnectFailed", "Emit", "Endpoints", "NoAnswer", "Open", "Read", "Request", "Response",
-    "RetryPolicy", "Send", "Sleep", "WatchCursor", "delete_request", "execute",
-    "get_request", "health_request", "interpret", "list_request", "normalize_endpoint",
-    "put_request", "txn_request", "watch_steps",
+    "ConnectFailed", "DEFAULT_WAIT", "Emit", "Endpoints", "FenceLike", "NoAnswer",
+    "ObserveCursor", "Open", "Read", "Renewed", "Request", "Response", "RetryPolicy", "Send",
+    "Sleep", "WatchCursor", "campaign_request", "delete_request", "duration_text", "execute",
+    "fence_text", "get_request", "grant_request", "health_request", "interpret",
+    "keepalive_request", "keepalive_steps", "leader_request", "lease_info_request",
+    "leases_request", "list_request", "lock_holder_request", "lock_request",
+    "normalize_endpoint", "parse_duration", "proclaim_request", "put_request",
+    "resign_request", "revoke_request", "txn_request", "watch_steps",
 ]
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+DEFAULT_WAIT = 60.0  # a lock's or campaign's timeout when none is given (the server's default)
 
 
 # --- requests and actions ------------------------------------------------------------
@@ -49,7 +61,9 @@ DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 @dataclass(frozen=True, slots=True)
 class Request:
     """One API call. ``idempotent``: safe to resend when its outcome is unknown.
-    ``leader``: best served by the leader (writes, linearizable reads)."""
+    ``leader``: best served by the leader (writes, linearizable reads). ``wait``: seconds
+    the server may hold the request before answering (a lock's timeout), added to the
+    transport's timeout. ``lease_id``: the lease a 404 is about (``LeaseNotFound``)."""
 
     kind: str
     method: str
@@ -59,6 +73,8 @@ class Request:
     idempotent: bool = True
     leader: bool = True
     key: str = ""
+    wait: float = 0.0
+    lease_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +115,14 @@ class Sleep:
 
 @dataclass(frozen=True, slots=True)
 class Emit:
-    events: list[Event]
+    events: list[Any]  # Event for a watch, LeaderChange for an observe stream
+
+
+@dataclass(frozen=True, slots=True)
+class Renewed:
+    """``keepalive_steps``: a keepalive was acknowledged (the driver answers None)."""
+
+    lease: Lease
 
 
 class ConnectFailed(Exception):
@@ -134,19 +157,79 @@ def get_request(key: str, *, stale: bool = False) -> Request:
     return Request("get", "GET", target, leader=not stale, key=key)
 
 
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*")
+_SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from ``30``, ``2.5``, ``500ms``, ``30s``, ``2m``, ``1h`` or ``7d``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.fullmatch(str(value))
+        if match is None:
+            raise ValueError(f"not a duration (such as 30s, 500ms, 2m, 1h): {value!r}")
+        seconds = float(match.group(1)) * _SECONDS_PER_UNIT[match.group(2)]
+    if seconds != seconds or seconds < 0 or seconds == float("inf"):
+        raise ValueError(f"not a duration: {value!r}")
+    return seconds
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as the server's ``timeout`` and ``ttl`` parameters take it: ``30s``,
+    ``0.25s`` (at most millisecond precision)."""
+    text = f"{round(seconds, 3):.3f}".rstrip("0").rstrip(".")
+    return f"{text or '0'}s"
+
+
+FenceLike = Union[Holder, str, tuple[str, int]]  # a lock's Holder, "NAME:TOKEN", (name, token)
+
+
+def fence_text(fence: FenceLike) -> str:
+    """``NAME:TOKEN`` from a lock ``Holder``, a ``(name, token)`` pair or the text itself."""
+    if isinstance(fence, Holder):
+        return fence.fence
+    if isinstance(fence, tuple):
+        name, token = fence
+        fence = f"{name}:{token}"
+    name, sep, token = str(fence).rpartition(":")
+    if not sep or not name or not token.isdigit() or int(token) < 1:
+        raise ValueError(f"a fence is NAME:TOKEN (a lock's name and its token), not {fence!r}")
+    return f"{name}:{int(token)}"
+
+
+def _lease_id(lease_id: int) -> int:
+    if isinstance(lease_id, bool) or not isinstance(lease_id, int) or lease_id < 1:
+        raise ValueError(f"a lease id is a positive integer, not {lease_id!r}")
+    return lease_id
+
+
 def put_request(key: str, value: str, *, prev: str | None = None,
-                if_match: int | None = None, create: bool = False) -> Request:
-    body: dict[str, Any] = {"value": value}
-    return _write("put", "PUT", key, body, prev, if_match, create)
+                if_match: int | None = None, create: bool = False, lease: int = 0,
+                ttl: float | str | None = None,
+                fence: FenceLike | None = None) -> Request:
+    """``lease``: attach the key to that lease; ``ttl``: grant a lease of that many seconds
+    for this key alone (not with ``lease``); ``fence``: apply only while that lock is
+    held with that token."""
+    if lease and ttl is not None:
+        raise ValueError("give lease or ttl, not both")
+    query: dict[str, Any] = {
+        "lease": _lease_id(lease) if lease else None,
+        "ttl": None if ttl is None else duration_text(parse_duration(ttl)),
+        "fence": None if fence is None else fence_text(fence),
+    }
+    request = _write("put", "PUT", key, {"value": value}, prev, if_match, create, query)
+    return replace(request, lease_id=lease or 0)
 
 
-def delete_request(key: str, *, prev: str | None = None,
-                   if_match: int | None = None) -> Request:
-    return _write("delete", "DELETE", key, {}, prev, if_match, False)
+def delete_request(key: str, *, prev: str | None = None, if_match: int | None = None,
+                   fence: FenceLike | None = None) -> Request:
+    query = {"fence": None if fence is None else fence_text(fence)}
+    return _write("delete", "DELETE", key, {}, prev, if_match, False, query)
 
 
 def _write(kind: str, method: str, key: str, body: dict[str, Any], prev: str | None,
-           if_match: int | None, create: bool) -> Request:
+           if_match: int | None, create: bool, query: dict[str, Any]) -> Request:
     if sum((prev is not None, if_match is not None, create)) > 1:
         raise ValueError("give at most one condition: prev, if_match or create")
     headers = list(_JSON)
@@ -156,8 +239,8 @@ def _write(kind: str, method: str, key: str, body: dict[str, Any], prev: str | N
         headers.append(("If-Match", f'"{int(if_match)}"'))
     if create:
         headers.append(("If-None-Match", "*"))
-    return Request(kind, method, _key_path("/db/", key), _json(body) if body else None,
-                   tuple(headers), idempotent=False, key=key)
+    return Request(kind, method, _with_query(_key_path("/db/", key), query),
+                   _json(body) if body else None, tuple(headers), idempotent=False, key=key)
 
 
 def list_request(prefix: str = "", *, start_after: str | None = None,
@@ -179,6 +262,81 @@ def txn_request(txn: dict[str, Any], *, stale: bool = False) -> Request:
 
 def health_request() -> Request:
     return Request("health", "GET", "/health", leader=False)
+
+
+# Leases, locks and elections are served by the leader; every call that changes something
+# (keepalives included) is a write: never resent once its outcome is unknown.
+
+def grant_request(ttl: float | str) -> Request:
+    return Request("grant", "POST", "/lease", _json({"ttl": parse_duration(ttl)}), _JSON,
+                   idempotent=False)
+
+
+def keepalive_request(lease_id: int) -> Request:
+    return Request("keepalive", "POST", f"/lease/{_lease_id(lease_id)}/keepalive",
+                   idempotent=False, lease_id=lease_id)
+
+
+def lease_info_request(lease_id: int) -> Request:
+    return Request("lease_info", "GET", f"/lease/{_lease_id(lease_id)}", lease_id=lease_id)
+
+
+def leases_request() -> Request:
+    return Request("leases", "GET", "/lease")
+
+
+def revoke_request(lease_id: int) -> Request:
+    return Request("revoke", "DELETE", f"/lease/{_lease_id(lease_id)}", idempotent=False,
+                   lease_id=lease_id)
+
+
+def _name_path(prefix: str, name: str, suffix: str = "") -> str:
+    if not name:
+        raise ValueError("a lock or election needs a name")
+    return prefix + quote(name, safe="") + suffix
+
+
+def _wait_request(kind: str, path: str, name: str, lease: int, value: str,
+                  timeout: float | str | None) -> Request:
+    wait = DEFAULT_WAIT if timeout is None else parse_duration(timeout)
+    return Request(kind, "POST", _with_query(path, {"timeout": duration_text(wait)}),
+                   _json({"lease": _lease_id(lease), "value": value}), _JSON,
+                   idempotent=False, key=name, wait=wait, lease_id=lease)
+
+
+def lock_request(name: str, lease: int, *, value: str = "",
+                 timeout: float | str | None = None) -> Request:
+    """Wait until ``lease`` holds lock ``name`` (at most ``timeout``, default 60 s)."""
+    return _wait_request("lock", _name_path("/lock/", name), name, lease, value, timeout)
+
+
+def lock_holder_request(name: str, *, stale: bool = False) -> Request:
+    target = _with_query(_name_path("/lock/", name),
+                         {"consistency": "stale" if stale else None})
+    return Request("lock_holder", "GET", target, leader=not stale, key=name)
+
+
+def campaign_request(name: str, lease: int, value: str, *,
+                     timeout: float | str | None = None) -> Request:
+    return _wait_request("campaign", _name_path("/election/", name, "/campaign"), name,
+                         lease, value, timeout)
+
+
+def leader_request(name: str, *, stale: bool = False) -> Request:
+    target = _with_query(_name_path("/election/", name),
+                         {"consistency": "stale" if stale else None})
+    return Request("leader", "GET", target, leader=not stale, key=name)
+
+
+def proclaim_request(name: str, token: int, value: str) -> Request:
+    return Request("proclaim", "POST", _name_path("/election/", name, "/proclaim"),
+                   _json({"token": int(token), "value": value}), _JSON, idempotent=False,
+                   key=name)
+
+
+def resign_request(name: str, token: int) -> Request:
+    return Request("resign", "POST", _name_path("/election/", name, "/resign"),
+                   _json({"token": int(token)}), _JSON, idempotent=False, key=name)
 
 
 def normalize_endpoint(endpoint: str) -> str:
@@ -283,8 +441,16 @@ def interpret(request: Request, resp: Response, url: str = "") -> Any:
             kind = request.kind
             if kind == "get":
                 return Item.from_json(data)
-            if kind in ("put", "delete"):
+            if kind == "put":
+                return WriteResult(int(data["revision"]), int(data.get("lease") or 0))
+            if kind in ("delete", "revoke", "resign"):
                 return WriteResult(int(data["revision"]))
+            if kind in ("grant", "keepalive", "lease_info"):
+                return Lease.from_json(data)
+            if kind == "leases":
+                return [Lease.from_json(lease) for lease in data["leases"]]
+            if kind in ("lock", "campaign", "proclaim", "lock_holder", "leader"):
+                return Holder.from_json(data)
             if kind == "list":
                 return Page(data["prefix"], [Item.from_json(i) for i in data["items"]],
                             bool(data["more"]), data.get("next_start_after"),
@@ -299,12 +465,22 @@ def interpret(request: Request, resp: Response, url: str = "") -> Any:
         raise ServerError(f"unexpected answer to {request.method} {request.target}: {e!r}",
                           status=status, body=data) from None
     message = _message(status, data)
-    if status == 404 and request.kind == "get":
-        return None
+    if status == 404 and request.kind in ("get", "lock_holder", "leader"):
+        return None  # absent key, free lock, no leader: answers, not errors
+    if status == 404 and request.lease_id:
+        raise LeaseNotFound(message, lease_id=request.lease_id, body=data)
+    if status == 412 and isinstance(data, dict) and data.get("fence"):
+        raise Fenced(message, fence=str(data["fence"]), body=data)
+    if status == 412 and request.kind in ("proclaim", "resign"):
+        raise NotHolder(message, status=412, body=data)
+    if status == 423:
+        holder = data.get("holder") if isinstance(data, dict) else None
+        raise LockTimeout(message, holder=holder, body=data)
     if status == 412:
         current = None
         if isinstance(data, dict) and data.get("revision") is not None:
-            current = Item(request.key, data.get("value"), int(data["revision"]))
+            current = Item(request.key, data.get("value"), int(data["revision"]),
+                           int(data.get("create_revision") or 0), int(data.get("lease") or 0))
         raise ConditionFailed(message, key=request.key, current=current, body=data)
     if status == 410:
         compact = data.get("compact_revision") if isinstance(data, dict) else None
@@ -357,7 +533,7 @@ def execute(request: Request, endpoints: Endpoints, policy: RetryPolicy,
     original = request
     failures = hops = 0
     while True:
-        reply = yield Send(url, request, timeout)
+        reply = yield Send(url, request, timeout + request.wait)
         if isinstance(reply, NoAnswer) and not request.idempotent:
             raise OutcomeUnknown(
                 f"{url}: no answer to {request.method} {request.target} ({reply or 'lost'});"
@@ -410,6 +586,7 @@ class WatchCursor:
         self.ended: str | None = None
         self.error: Exception | None = None  # a final event, raised once the changes
         # before it in the same read are handed over
+        self.messages = 0  # whole messages received: a stream that delivers is no failure
         self._parser = SseParser()
         self._pending: list[Event] = []
 
@@ -434,6 +611,7 @@ class WatchCursor:
     def feed(self, data: bytes) -> list[Event]:
         out: list[Event] = []
         for msg in self._parser.feed(data):
+            self.messages += 1
             if msg.event in ("", "message"):
                 self._pending.append(Event.from_json(json.loads(msg.data)))
                 if msg.id is not None:
@@ -458,13 +636,58 @@ class WatchCursor:
         return out
 
 
-def watch_steps(cursor: WatchCursor, endpoints: Endpoints, policy: RetryPolicy,
-                timeout: float = 10.0) -> Step:
-    """Run a watch for ever: open, read, emit, and on a dropped stream, a ``shutdown``,
-    a 503 or a refused connection, reconnect (with backoff, to the next endpoint) from
-    ``cursor.revision`` via ``Last-Event-ID``. Raises ``Compacted``, ``WatchOverflow``,
-    ``Unavailable`` after ``policy.attempts`` failures in a row, or the error of any
-    other answer."""
+class ObserveCursor:
+    """An election's observe stream (``event: leader`` messages), as ``watch_steps`` runs
+    it. A new stream starts with the current leader, so any final event (``compacted``,
+    ``overflow``, ``shutdown``) or drop is only a reconnect; a message that repeats the
+    leader already handed over (same key, token and revision) is not handed over again."""
+
+    def __init__(self, name: str, *, stale: bool = False) -> None:
+        self.name = name
+        self.stale = stale
+        self.revision: int | None = None
+        self.ended: str | None = None
+        self.error: Exception | None = None  # never set: every ending reconnects
+        self.messages = 0
+        self._parser = SseParser()
+        self._last: tuple[str, int, int] | None = None
+        self._started = False
+
+    def request(self) -> Request:
+        target = _with_query(_name_path("/election/", self.name, "/observe"),
+                             {"consistency": "stale" if self.stale else None})
+        return Request("observe", "GET", target, leader=not self.stale, key=self.name)
+
+    def reset(self) -> None:
+        self._parser = SseParser()
+        self.ended = None
+
+    def feed(self, data: bytes) -> list[LeaderChange]:
+        out: list[LeaderChange] = []
+        for msg in self._parser.feed(data):
+            self.messages += 1
+            if msg.event == "leader":
+                change = LeaderChange.from_json(json.loads(msg.data))
+                self.revision = max(self.revision or 0, change.revision)
+                leader = change.leader
+                seen = None if leader is None else (leader.key, leader.token, leader.revision)
+                if self._started and seen == self._last:
+                    continue
+                self._started, self._last = True, seen
+                out.append(change)
+            elif msg.event in ("compacted", "overflow", "shutdown"):
+                self.ended = msg.event
+                break
+        return out
+
+
+def watch_steps(cursor: WatchCursor | ObserveCursor, endpoints: Endpoints,
+                policy: RetryPolicy, timeout: float = 10.0) -> Step:
+    """Run a watch (or an observe stream) for ever: open, read, emit, and on a dropped
+    stream, a final event, a 503 or a refused connection, reconnect (with backoff, to the
+    next endpoint) from ``cursor.revision`` via ``Last-Event-ID``. Raises ``Compacted``,
+    ``WatchOverflow``, ``Unavailable`` after ``policy.attempts`` failures in a row (a
+    stream that delivered a message ends the row), or the error of any other answer."""
     url = endpoints.first(cursor.request().leader)
     failures = hops = 0
     while True:
@@ -480,14 +703,16 @@ def watch_steps(cursor: WatchCursor, endpoints: Endpoints, policy: RetryPolicy,
         hops = 0
         if isinstance(reply, Response) and reply.status == 200:
             why: Any = None
+            delivered = cursor.messages
             while why is None:
                 chunk = yield Read()
                 if isinstance(chunk, Exception) or not chunk:
                     why = chunk if isinstance(chunk, Exception) else NoAnswer("stream ended")
                     break
                 events = cursor.feed(chunk)
-                if events:
+                if cursor.messages != delivered:
                     failures = 0
+                if events:
                     yield Emit(events)
                 if cursor.error is not None:
                     raise cursor.error
@@ -503,3 +728,56 @@ def watch_steps(cursor: WatchCursor, endpoints: Endpoints, policy: RetryPolicy,
             raise Unavailable(f"{_describe(reply, url)} (watch gave up after {failures} tries)")
         yield Sleep(policy.backoff(failures))
         url = endpoints.failed(url)
+
+
+# --- keeping a lease alive -----------------------------------------------------------
+
+_TRANSIENT = (Unavailable, OutcomeUnknown, ServerError)
+
+
+def keepalive_steps(lease_id: int, endpoints: Endpoints, policy: RetryPolicy,
+                    timeout: float = 10.0, *, interval: float | None = None,
+                    remaining: float | None = None) -> Step:
+    """Keep lease ``lease_id`` alive until the driver stops: a keepalive now, then one
+    every ``interval`` seconds (default a third of the lease's TTL), each acknowledged one
+    handed over as ``Renewed``.
+
+    A keepalive whose outcome is unknown, a 503 or an unreachable cluster is retried
+    (renewing twice does no harm) within the time the lease surely has left: the TTL from
+    the moment the last acknowledged keepalive was sent (``remaining`` seconds from now at
+    the start, if given; unknown until the first acknowledgement otherwise). Raises
+    ``LeaseNotFound`` when the cluster says the lease is gone, ``LeaseExpired`` when that
+    time ran out without an acknowledgement (the lease may have expired: treat it as
+    lost), or any other error of the keepalive (400...)."""
+    clock = policy.clock
+    request = keepalive_request(lease_id)
+    deadline = None if remaining is None else clock() + remaining
+    every = interval
+    failures = 0
+    last_error: ClientError | None = None
+    while True:
+        sent = clock()
+        left = None if deadline is None else deadline - sent
+        if left is not None and left <= 0:
+            raise LeaseExpired(
+                f"lease {lease_id}: no keepalive acknowledged within its TTL; it may have "
+                f"expired (last error: {last_error})", lease_id=lease_id, cause=last_error)
+        bounded = policy if left is None else replace(policy, deadline=min(policy.deadline, left))
+        try:
+            lease = yield from execute(request, endpoints, bounded,
+                                       timeout if left is None else min(timeout, left))
+        except _TRANSIENT as e:
+            failures += 1
+            last_error = e
+            pause = policy.backoff(failures)
+            if every is not None:
+                pause = min(pause, every / 2)
+            if left is not None:
+                pause = min(pause, max(0.0, deadline - clock()))
+            yield Sleep(pause)
+            continue
+        failures = 0
+        deadline = sent + lease.ttl
+        every = interval or lease.ttl / 3
+        yield Renewed(lease)
+        yield Sleep(every)

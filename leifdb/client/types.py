@@ -5,30 +5,113 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "Item", "Page", "Status", "TxnResult", "WriteResult"]
+__all__ = ["Event", "Holder", "Item", "LeaderChange", "Lease", "Page", "Status", "TxnResult",
+           "WriteResult"]
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A key, its value and the revision that last wrote it."""
+    """A key, its value and the revision that last wrote it; ``create_revision``: of the
+    write that created it (a lock's fencing token for a lock key); ``lease``: the lease it
+    is attached to, 0 for none."""
 
     key: str
     value: str
     revision: int
+    create_revision: int = 0
+    lease: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Item:
-        return cls(data["key"], data["value"], int(data["revision"]))
+        return cls(data["key"], data["value"], int(data["revision"]),
+                   int(data.get("create_revision") or 0), int(data.get("lease") or 0))
 
     def to_json(self) -> dict[str, Any]:
-        return {"key": self.key, "value": self.value, "revision": self.revision}
+        return {"key": self.key, "value": self.value, "revision": self.revision,
+                "create_revision": self.create_revision, "lease": self.lease}
 
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """A committed put or delete: the revision (log index) it was applied at."""
+    """A committed write: the revision (log index) it was applied at; for a put, the lease
+    the key is attached to (the new lease's id for ``ttl=``; 0 for none)."""
 
     revision: int
+    lease: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A lease as the leader sees it: ``ttl`` granted and ``remaining`` seconds before the
+    leader expires it; ``keys`` attached (filled by ``lease_info`` only); ``revision``: the
+    store revision of the answer."""
+
+    id: int
+    ttl: float
+    remaining: float
+    keys: tuple[str, ...] = ()
+    revision: int | None = None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Lease:
+        revision = data.get("revision")
+        return cls(int(data["id"]), float(data["ttl"]), float(data["remaining"]),
+                   tuple(str(k) for k in data.get("keys") or ()),
+                   None if revision is None else int(revision))
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "ttl": self.ttl, "remaining": self.remaining}
+        if self.keys:
+            out["keys"] = list(self.keys)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """A lock's holder or an election's leader. ``key``: its key under ``_lock/`` or
+    ``_election/``; ``token``: the key's create revision, strictly increasing with every
+    acquisition (the fencing token); ``lease``: the owning lease; ``revision``: the key's
+    current revision (a proclaim changes it, never the token)."""
+
+    name: str
+    key: str
+    token: int
+    lease: int
+    value: str
+    revision: int
+
+    @property
+    def fence(self) -> str:
+        """``NAME:TOKEN``, as ``put(..., fence=)`` and ``?fence=`` take it (locks)."""
+        return f"{self.name}:{self.token}"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Holder:
+        return cls(str(data["name"]), str(data["key"]), int(data["token"]),
+                   int(data["lease"]), str(data.get("value") or ""), int(data["revision"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "key": self.key, "token": self.token, "lease": self.lease,
+                "value": self.value, "revision": self.revision}
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderChange:
+    """One message of an election's observe stream: its leader (None: no leader) at
+    ``revision``."""
+
+    leader: Holder | None
+    revision: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LeaderChange:
+        leader = data.get("leader")
+        return cls(Holder.from_json(leader) if isinstance(leader, dict) else None,
+                   int(data["revision"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"leader": None if self.leader is None else self.leader.to_json(),
+                "revision": self.revision}
 
 
 @dataclass(frozen=True, slots=True)

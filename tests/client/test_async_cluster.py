@@ -51,7 +51,7 @@ async def test_twisted_put_get_watch(endpoints) -> None:
     assert client.framework == "twisted" and isinstance(client.transport, TwistedTransport)
     p = fresh()
     w = await client.put(p + "a", "1")
-    assert await client.get(p + "a") == Item(p + "a", "1", w.revision)
+    assert await client.get(p + "a") == Item(p + "a", "1", w.revision, w.revision)
     assert await client.get(p + "missing") is None
     with pytest.raises(ConditionFailed):
         await client.put(p + "a", "2", create=True)

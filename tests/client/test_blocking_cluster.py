@@ -24,7 +24,7 @@ def test_put_get_delete_list(cluster, endpoints) -> None:
     p = fresh()
     w = client.put(p + "a", "1")
     assert client.endpoints.leader == cluster.url(leader)
-    assert client.get(p + "a") == Item(p + "a", "1", w.revision)
+    assert client.get(p + "a") == Item(p + "a", "1", w.revision, w.revision)
     assert client.get(p + "missing") is None
     client.put(p + "b/c", "x y+z%")
     assert client.get(p + "b/c").value == "x y+z%"
@@ -45,7 +45,8 @@ def test_conditional_writes(endpoints) -> None:
     first = client.put(p + "k", "v1", create=True)
     with pytest.raises(ConditionFailed) as info:
         client.put(p + "k", "v2", create=True)
-    assert info.value.current == Item(p + "k", "v1", first.revision)
+    current = info.value.current
+    assert (current.key, current.value, current.revision) == (p + "k", "v1", first.revision)
     second = client.put(p + "k", "v2", prev="v1")
     with pytest.raises(ConditionFailed):
         client.put(p + "k", "v3", if_match=first.revision)
@@ -71,7 +72,7 @@ def test_txn(endpoints) -> None:
     assert ok.succeeded and [r["op"] for r in ok.results] == ["put", "put"]
     again = client.txn(create_both)
     assert not again.succeeded
-    assert again.results[0]["item"] == Item(p + "a", "1", ok.revision)
+    assert again.results[0]["item"] == Item(p + "a", "1", ok.revision, ok.revision)
     ro = client.txn(success=[{"op": "range", "prefix": p}], stale=True)
     assert [i.key for i in ro.results[0]["items"]] in ([p + "a", p + "b"], [])
 

@@ -7,13 +7,14 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from leifdb.cli import table
-from tests.cluster.helpers import ROOT, child_env
+from tests.cluster.helpers import ROOT, child_env, eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -52,7 +53,8 @@ def test_put_get_del(endpoints) -> None:
     assert (get.returncode, get.stdout) == (0, "hello world\n")
     as_json = leifdb("-o", "json", "get", p + "k", endpoints=endpoints)
     assert json.loads(as_json.stdout) == {"key": p + "k", "value": "hello world",
-                                          "revision": rev}
+                                          "revision": rev, "create_revision": rev,
+                                          "lease": 0}
     as_table = leifdb("-o", "table", "get", p + "k", endpoints=endpoints)
     assert " KEY " in as_table.stdout and f"| {p}k " in as_table.stdout
     # the environment variable, and stale reads
@@ -194,3 +196,91 @@ def test_outcome_unknown_exit_code(capsys) -> None:
         assert err.count("\n") == 1 and "outcome unknown" in err
         assert main(["--endpoints", url, "--timeout", "0.2", "get", "k"]) == EXIT_ERROR
         assert "gave up" in capsys.readouterr().err
+
+
+# --- leases, locks, elections ---------------------------------------------------------
+
+def test_lease_commands_and_ttl_keys(endpoints) -> None:
+    p = fresh()
+    granted = leifdb("lease", "grant", "30s", endpoints=endpoints)
+    assert granted.returncode == 0, granted.stderr
+    lease = granted.stdout.strip()
+    assert leifdb("put", p + "a", "1", "--lease", lease, endpoints=endpoints).returncode == 0
+    got = json.loads(leifdb("-o", "json", "get", p + "a", endpoints=endpoints).stdout)
+    assert got["lease"] == int(lease)
+    info = json.loads(leifdb("-o", "json", "lease", "info", lease, endpoints=endpoints).stdout)
+    assert info["keys"] == [p + "a"] and info["ttl"] == 30
+    assert lease in leifdb("-o", "value", "lease", "list", endpoints=endpoints).stdout.split()
+    once = leifdb("lease", "keepalive", lease, "--once", endpoints=endpoints)
+    assert once.returncode == 0 and float(once.stdout) > 29
+    ttl_put = leifdb("-o", "json", "put", p + "t", "x", "--ttl", "30s", endpoints=endpoints)
+    assert json.loads(ttl_put.stdout)["lease"] > 0
+    assert leifdb("lease", "revoke", lease, endpoints=endpoints).returncode == 0
+    assert leifdb("get", p + "a", endpoints=endpoints).returncode == 4
+    gone = leifdb("lease", "info", lease, endpoints=endpoints)
+    assert gone.returncode == 7 and "404" in one_error_line(gone)
+    assert leifdb("put", p + "b", "1", "--lease", lease, endpoints=endpoints).returncode == 7
+    bad = leifdb("lease", "grant", "0.5s", endpoints=endpoints)
+    assert bad.returncode == 1 and "400" in one_error_line(bad)
+
+
+def test_lock_runs_a_fenced_command(endpoints) -> None:
+    p = fresh()
+    name = p.rstrip("/")
+    script = ("import os, subprocess, sys; "
+              "assert os.environ['LEIFDB_FENCE'] == '" + name + ":' + "
+              "os.environ['LEIFDB_FENCE_TOKEN']; "
+              "sys.exit(subprocess.call([sys.executable, '-m', 'leifdb.cli', 'put', '"
+              + p + "data', 'by the holder', '--fence', os.environ['LEIFDB_FENCE']]) or 9)")
+    held = leifdb("lock", name, "--", sys.executable, "-c", script, endpoints=endpoints)
+    assert held.returncode == 9, held.stderr  # the command's own exit code
+    assert leifdb("get", p + "data", endpoints=endpoints).stdout == "by the holder\n"
+    # the lock was released and its lease revoked
+    assert leifdb("ls", "_lock/" + name + "/", "-o", "value",
+                  endpoints=endpoints).stdout == ""
+    # a fence whose lock is free: refused with exit 3
+    stale = leifdb("put", p + "data", "late", "--fence", f"{name}:1", endpoints=endpoints)
+    assert stale.returncode == 3 and "fenced" in one_error_line(stale)
+
+
+def test_lock_contention_exits_6(endpoints) -> None:
+    name = fresh().rstrip("/")
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "leifdb.cli", "--endpoints", ",".join(endpoints), "lock", name,
+         "--", sys.executable, "-c", "import time; time.sleep(8)"],
+        env=child_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        eventually(lambda: leifdb("-o", "value", "ls", f"_lock/{name}/",
+                                  endpoints=endpoints).stdout, 10, "the holder's key")
+        waiter = leifdb("lock", name, "--timeout", "1s", "--", "true", endpoints=endpoints)
+        assert waiter.returncode == 6 and "not acquired" in one_error_line(waiter)
+    finally:
+        holder.terminate()  # SIGTERM: releases and revokes before exiting
+        assert holder.wait(20) == 130, holder.stderr.read()
+    assert leifdb("-o", "value", "ls", f"_lock/{name}/", endpoints=endpoints).stdout == ""
+
+
+def test_elect(endpoints) -> None:
+    name = fresh().rstrip("/")
+    assert leifdb("elect", name, endpoints=endpoints).returncode == 4
+    campaign = leifdb("elect", name, "node-a", "--", sys.executable, "-c",
+                      "import os, sys; sys.exit(0 if os.environ['LEIFDB_ELECTION_KEY'] == "
+                      f"'_election/{name}/' + os.environ['LEIFDB_LEASE'] else 5)",
+                      endpoints=endpoints)
+    assert campaign.returncode == 0, campaign.stderr
+    assert leifdb("elect", name, endpoints=endpoints).returncode == 4  # it resigned
+    listen = subprocess.Popen(
+        [sys.executable, "-m", "leifdb.cli", "--endpoints", ",".join(endpoints), "-o", "value",
+         "elect", name, "--listen", "--count", "2"],
+        env=child_env(), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # usually connected by now: it sees "no leader" first
+        leader = leifdb("elect", name, "node-b", "--", sys.executable, "-c",
+                        "import time; time.sleep(3)", endpoints=endpoints)
+        assert leader.returncode == 0, leader.stderr
+        out, _ = listen.communicate(timeout=20)
+    finally:
+        if listen.poll() is None:
+            listen.kill()
+            listen.wait()
+    assert out.splitlines() in (["", "node-b"], ["node-b", ""])
