@@ -277,10 +277,10 @@ class KVService:
             return fail()
 
     def _is_leader(self) -> bool:
-        """Checks against the applied state only mean something on the leader; elsewhere
-        the proposal is refused with the leader's address anyway."""
-        st = self._node.raft_status() if self._node is not None else None
-        return st is not None and st.role is Role.LEADER
+        """Checks against the applied state mean something only on a leader that has
+        applied an entry of its own term (so every committed lease is in it); elsewhere
+        the proposal is refused with the leader's address, or its apply decides."""
+        return self._lessor.active
 
     def _leader_or_refuse(self) -> None:
         node = self._node_or_refuse()

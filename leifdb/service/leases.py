@@ -10,8 +10,10 @@ clock it is given, and only through the log does a lease end. The rules:
 - **Keepalives** go through the log (one ``LeaseRenew`` per reactor turn for every
   keepalive that arrived in it) and are answered once applied: the renewal is replicated
   before the client hears of it, so no later leader can miss it.
-- **Checkpoints.** Every ``lease_checkpoint_interval`` the leader writes down what each
-  lease not written down since the previous checkpoint has left (``LeaseCheckpoint``).
+- **Checkpoints.** The leader writes down what each lease has left (``LeaseCheckpoint``)
+  so that none goes unwritten for longer than ``lease_checkpoint_interval``; a lease whose
+  renewal is in flight is skipped (the checkpoint would land after the renewal in the log
+  and write back the older remaining TTL).
 - **Expiry.** When a deadline passes the leader proposes ``LeaseRevoke(id,
   if_renewed_index)``; a renewal that committed first makes it a no-op.
 
@@ -79,9 +81,11 @@ class Lessor:
         self._expiring: set[int] = set()
         self._expiry_call: Any = None
         self._checkpoint_call: Any = None
-        self._last_checkpoint = 0.0
         self._renewals: dict[int, list[Deferred[float]]] = {}
         self._flush_call: Any = None
+        # Leases in a proposed LeaseRenew not yet applied: a checkpoint proposed now would
+        # land after the renewal and write back the older, shorter remaining TTL.
+        self._renewing: dict[int, int] = {}
 
     # -- leadership --------------------------------------------------------------------
 
@@ -106,6 +110,7 @@ class Lessor:
         self._written.clear()
         self._heap.clear()
         self._expiring.clear()
+        self._renewing.clear()
         for call in (self._expiry_call, self._checkpoint_call, self._flush_call):
             if call is not None and call.active():
                 call.cancel()
@@ -120,7 +125,6 @@ class Lessor:
         now = self._now()
         for lease in self._store().leases():
             self._set_deadline(lease.id, now + lease.remaining_ms / 1000.0, now)
-        self._last_checkpoint = now
         self._arm_checkpoint()
         log.info("Leases: counting down {count} leases as leader", count=len(self._deadlines))
 
@@ -171,15 +175,19 @@ class Lessor:
 
     def keepalive(self, lease_id: int) -> Deferred[float]:
         """Renew ``lease_id`` in the next batch; fires with its TTL once the renewal is
-        applied. ``LeaseNotFound`` when it is gone or its deadline already passed."""
+        applied. ``LeaseNotFound`` when it is gone or its deadline already passed; before
+        activation the applied state may lack a committed lease, so only the renewal's
+        apply can tell."""
         if self._leader_term is None:
             raise NotLeaderError(None)
-        lease = self._store().lease_header(lease_id)
-        deadline = self._deadlines.get(lease_id)
-        if lease is None or lease_id in self._expiring or (
-            self._active and deadline is not None and deadline <= self._now()
-        ):
-            raise LeaseNotFound(lease_id)
+        if self._active:
+            deadline = self._deadlines.get(lease_id)
+            if (
+                not self._store().has_lease(lease_id)
+                or lease_id in self._expiring
+                or (deadline is not None and deadline <= self._now())
+            ):
+                raise LeaseNotFound(lease_id)
         d: Deferred[float] = Deferred()
         self._renewals.setdefault(lease_id, []).append(d)
         if self._flush_call is None:
@@ -191,16 +199,28 @@ class Lessor:
         batch, self._renewals = self._renewals, {}
         if not batch:
             return
+        renew = LeaseRenew(tuple(batch))
         try:
-            proposal = self._propose(LeaseRenew(tuple(batch)))
+            proposal = self._propose(renew)
         except Exception:
             failure = Failure()
             for waiters in batch.values():
                 for d in waiters:
                     d.errback(failure)
             return
+        for lease_id in renew.lease_ids:
+            self._renewing[lease_id] = self._renewing.get(lease_id, 0) + 1
+
+        def settled() -> None:
+            for lease_id in renew.lease_ids:
+                left = self._renewing.get(lease_id, 0) - 1
+                if left > 0:
+                    self._renewing[lease_id] = left
+                else:
+                    self._renewing.pop(lease_id, None)
 
         def renewed(result: ApplyResult) -> None:
+            settled()
             store = self._store()
             for lease_id, waiters in batch.items():
                 lease = store.lease_header(lease_id)
@@ -211,6 +231,7 @@ class Lessor:
                         d.errback(LeaseNotFound(lease_id))
 
         def failed(failure: Failure) -> None:
+            settled()
             for waiters in batch.values():
                 for d in waiters:
                     d.errback(failure)
@@ -277,8 +298,12 @@ class Lessor:
     # -- checkpoints -------------------------------------------------------------------
 
     def _arm_checkpoint(self) -> None:
+        # Runs at twice the rate leases are written: a lease is written at the first run
+        # more than half an interval after it was last written, so no lease goes unwritten
+        # for longer than one interval (plus the timer's lateness), while each is written
+        # about once per interval.
         self._checkpoint_call = self._reactor.callLater(
-            self._checkpoint_interval, self._checkpoint
+            self._checkpoint_interval / 2, self._checkpoint
         )
 
     def _checkpoint(self) -> None:
@@ -287,13 +312,12 @@ class Lessor:
             return
         self._arm_checkpoint()
         now = self._now()
-        # Every lease not written down since the previous run: none goes unwritten for
-        # longer than one interval (plus the timer's lateness).
-        stale, self._last_checkpoint = self._last_checkpoint, now
+        stale = now - self._checkpoint_interval / 2
+        busy = self._expiring.union(self._renewing)
         due = [
             (lease_id, max(0, int((deadline - now) * 1000)))
             for lease_id, deadline in self._deadlines.items()
-            if self._written.get(lease_id, 0.0) <= stale and lease_id not in self._expiring
+            if self._written.get(lease_id, 0.0) < stale and lease_id not in busy
         ]
         for start in range(0, len(due), CHECKPOINT_BATCH):
             batch = tuple(sorted(due[start:start + CHECKPOINT_BATCH]))
