@@ -1,9 +1,10 @@
 """A node's settings from its command line and environment: ``Options`` parses, and
 ``build_config`` validates everything into a ``NodeConfig``.
 
-Every option has an environment variable; a flag wins over the environment, which wins
-over the default. An empty variable counts as unset. Any bad value is a ``ConfigError``
-(a ``usage.UsageError``) whose message is one line naming the flag or variable at fault.
+Every option has an environment variable (but the test-only ``--unsafe-test-writeback-fs``);
+a flag wins over the environment, which wins over the default. An empty variable counts as
+unset. Any bad value is a ``ConfigError`` (a ``usage.UsageError``) whose message is one line
+naming the flag or variable at fault.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "OPTIONS",
     "Options",
     "OptionSpec",
+    "WRITEBACK_FLAG",
     "build_config",
     "outbound_address",
     "parse_members",
@@ -107,6 +109,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
 )
 _SPECS = {spec.flag: spec for spec in OPTIONS}
 
+# The one option without an environment variable, so that no environment can turn it on.
+WRITEBACK_FLAG = "unsafe-test-writeback-fs"
+WRITEBACK_HELP = (
+    "TEST ONLY, NEVER IN PRODUCTION: keep everything not yet fsynced in this process's "
+    "memory and write only synced data to the data directory, so that killing the process "
+    "loses what a power cut would (the fault test's power-cut nemesis). Nothing is durable "
+    "against a real power loss."
+)
+
 
 class Options(usage.Options):
     """``twistd leifdb`` options. Values stay strings (or None when not given) until
@@ -123,6 +134,7 @@ class Options(usage.Options):
          f"{spec.help} [env {spec.env}" + (f", default {spec.default}]" if spec.default else "]")]
         for spec in OPTIONS
     ]
+    optFlags = [[WRITEBACK_FLAG, None, WRITEBACK_HELP]]
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         super().__init__()
@@ -248,6 +260,7 @@ def build_config(options: Mapping[str, str | None], environ: Mapping[str, str]) 
         ),
         cluster_id=cluster_id,
         log_level=_log_level(values),
+        unsafe_test_writeback_fs=bool(options.get(WRITEBACK_FLAG)),
     )
 
 

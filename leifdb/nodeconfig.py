@@ -33,6 +33,9 @@ class NodeConfig:
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     cluster_id: str = "leifdb"
     log_level: str = "info"
+    # TEST ONLY (``--unsafe-test-writeback-fs``): the storage keeps what it has not synced
+    # in this process's memory (``leifdb.storage.writeback``), so SIGKILL is a power cut.
+    unsafe_test_writeback_fs: bool = False
 
     def member(self, node_id: str) -> Member:
         for member in self.members:

@@ -44,12 +44,14 @@ from leifdb.nodeconfig import NodeConfig
 from leifdb.service.kvservice import KVService
 from leifdb.storage import DiskStorage, SnapshotStore
 from leifdb.storage.errors import StorageError
+from leifdb.storage.fs import REAL_FS, FileSystem
 from leifdb.storage.threaded import ThreadedStorage
+from leifdb.storage.writeback import WritebackFileSystem
 from leifdb.transport import RaftTransport
 
 __all__ = [
     "ExitStatus", "HttpService", "NodeLauncher", "NodeService", "Options", "makeService",
-    "make_service",
+    "make_service", "storage_file_system",
 ]
 
 log = Logger(namespace="leifdb.tap")
@@ -307,6 +309,19 @@ def make_service(
     return top
 
 
+def storage_file_system(config: NodeConfig) -> FileSystem:
+    """The file system under the node's storage: the real one, or (tests only,
+    ``--unsafe-test-writeback-fs``) one that keeps un-synced writes in this process, so
+    that SIGKILL loses exactly what a power cut would."""
+    if not config.unsafe_test_writeback_fs:
+        return REAL_FS
+    log.warn(
+        "UNSAFE, TEST ONLY: un-synced writes live in this process's memory "
+        "(--unsafe-test-writeback-fs), and no real fsync is made"
+    )
+    return WritebackFileSystem(config.data_dir)
+
+
 class NodeLauncher:
     """Opens the data directory when the reactor starts (so a locked or corrupt one is a
     clean start failure, not a traceback at load time), wires the node to its disk,
@@ -322,9 +337,11 @@ class NodeLauncher:
         config = self.config
         try:
             storage_log = Logger(namespace="leifdb.storage")
-            disk = DiskStorage.open(config.data_dir, logger=storage_log)
+            fs = storage_file_system(config)
+            disk = DiskStorage.open(config.data_dir, logger=storage_log, fs=fs)
             snapshots = SnapshotStore(
-                disk.data_dir.snap_dir, retain=config.retain_snapshots, logger=storage_log
+                disk.data_dir.snap_dir, retain=config.retain_snapshots, logger=storage_log,
+                fs=fs,
             )
             peers = {}
             for member in config.members:

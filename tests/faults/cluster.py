@@ -4,16 +4,24 @@
 ``b`` is the address of the proxy for the directed link ``a -> b``, and its own entry is its
 real Raft port. Everything else (starting, SIGKILL, SIGSTOP/SIGCONT, restarts, health,
 waiting for a leader) is ``LocalCluster``'s, by node index.
+
+With ``writeback=True`` every node runs with ``--unsafe-test-writeback-fs``: what it has not
+synced lives only in its own memory, so a SIGKILL is a power cut of its machine
+(``leifdb.storage.writeback``). ``launcher`` replaces the ``twistd`` command (a test that
+plants a bug in the node runs it through a wrapper).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
-from leifdb.cluster import HOST, LocalCluster
+from leifdb.cluster import HOST, STOP_TIMEOUT, LocalCluster, twistd_command
+from leifdb.config import WRITEBACK_FLAG
 from tests.faults.proxy import ProxyNet
 
 __all__ = ["ProxiedCluster", "reserve_ports"]
@@ -39,9 +47,14 @@ class ProxiedCluster(LocalCluster):
     """
 
     def __init__(self, base_dir: Path | str, n: int, *, seed: int = 0,
-                 extra_args: Sequence[str] = (), **kwargs: Any) -> None:
+                 extra_args: Sequence[str] = (), writeback: bool = False,
+                 launcher: Sequence[str] = (), **kwargs: Any) -> None:
         ports, self._reserved = reserve_ports(2 * n)
+        if writeback:
+            extra_args = [*extra_args, f"--{WRITEBACK_FLAG}"]
         super().__init__(base_dir, ports[:n], ports[n:], extra_args=extra_args, **kwargs)
+        self.writeback = writeback
+        self.launcher = list(launcher)
         self.names = [node.name for node in self.nodes]
         self.net = ProxyNet(self.names, {node.name: node.raft_port for node in self.nodes},
                             seed=seed, host=HOST)
@@ -60,7 +73,21 @@ class ProxiedCluster(LocalCluster):
         args = super().command(i)
         at = args.index("--members") + 1
         args[at] = self.members_for(i)
+        if self.launcher:
+            args[: len(twistd_command())] = self.launcher
         return args
+
+    def kill_together(self, indexes: Sequence[int]) -> None:
+        """SIGKILL the running nodes of ``indexes`` at (nearly) the same instant, then wait
+        until they are gone: unlike ``kill`` one by one, no survivor acts in between."""
+        pids = {i: self.pid(i) for i in indexes}
+        for pid in pids.values():
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+        for i, pid in pids.items():
+            if pid is not None:
+                self._wait_exit(i, pid, STOP_TIMEOUT)
+                self.nodes[i].pid_path.unlink(missing_ok=True)
 
     def index(self, name: str) -> int:
         return self.names.index(name)

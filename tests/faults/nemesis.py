@@ -13,6 +13,12 @@ Fault kinds (``FAULT_KINDS``):
 * ``partition_bridge``: two groups that cannot talk to each other and one node that talks
   to both (the Jepsen "bridge").
 * ``delay``: add 50-300 ms (plus jitter) to the links out of one node or of all nodes.
+* ``power_cut`` (``POWER_CUT_KINDS``; only when the nodes run on the write-back file system,
+  ``ProxiedCluster(writeback=True)``): cut the power of every node at the same instant (the
+  first power cut of a run always, later ones half of the time), else of one node (the leader
+  half of the time): SIGKILL, which on that file system loses exactly what the node had not
+  synced. Healing restarts them. On such a cluster the ``kill`` kinds are power cuts too (of
+  one node, of the leader, of every node one after another).
 
 Partitions cut links either by resetting connections or by silently swallowing their
 bytes (chosen at random). Every choice comes from the nemesis' own ``random.Random``.
@@ -28,7 +34,7 @@ from typing import Callable
 
 from tests.faults.cluster import ProxiedCluster
 
-__all__ = ["FAULT_KINDS", "Fault", "Nemesis"]
+__all__ = ["FAULT_KINDS", "POWER_CUT_KINDS", "Fault", "Nemesis", "fault_kinds"]
 
 FAULT_KINDS: tuple[str, ...] = (
     "kill",
@@ -40,6 +46,12 @@ FAULT_KINDS: tuple[str, ...] = (
     "partition_bridge",
     "delay",
 )
+POWER_CUT_KINDS: tuple[str, ...] = ("power_cut",)
+
+
+def fault_kinds(power_cuts: bool) -> tuple[str, ...]:
+    """Every fault kind a run injects, with or without power cuts."""
+    return FAULT_KINDS + (POWER_CUT_KINDS if power_cuts else ())
 
 
 @dataclass
@@ -67,6 +79,8 @@ class Nemesis:
         self.counts: Counter[str] = Counter()
         self.history: list[Fault] = []
         self.active: Fault | None = None
+        # What a SIGKILL is on this cluster, for the timeline.
+        self._kill_is = " (a power cut: write-back fs)" if cluster.writeback else ""
 
     # -- choosing ----------------------------------------------------------------------
 
@@ -98,13 +112,14 @@ class Nemesis:
     def _inject_kill(self) -> Fault:
         i = self.rng.randrange(len(self.cluster))
         self.cluster.kill(i)
-        return Fault("kill", f"SIGKILL {self.cluster.names[i]}", time.monotonic(), killed=[i])
+        return Fault("kill", f"SIGKILL {self.cluster.names[i]}{self._kill_is}", time.monotonic(),
+                     killed=[i])
 
     def _inject_kill_leader(self) -> Fault:
         i = self._leader_or_random()
         self.cluster.kill(i)
-        return Fault("kill_leader", f"SIGKILL leader {self.cluster.names[i]}", time.monotonic(),
-                     killed=[i])
+        return Fault("kill_leader", f"SIGKILL leader {self.cluster.names[i]}{self._kill_is}",
+                     time.monotonic(), killed=[i])
 
     def _inject_pause(self) -> Fault:
         if self.rng.random() < 0.5:
@@ -119,7 +134,23 @@ class Nemesis:
         self.rng.shuffle(order)
         for i in order:
             self.cluster.kill(i)
-        return Fault("kill_all", "SIGKILL every node", time.monotonic(), killed=order)
+        return Fault("kill_all", f"SIGKILL every node{self._kill_is}", time.monotonic(),
+                     killed=order)
+
+    def _inject_power_cut(self) -> Fault:
+        if not self.cluster.writeback:
+            raise RuntimeError("a power cut needs nodes on the write-back file system "
+                               "(ProxiedCluster(writeback=True)): on the real one, SIGKILL "
+                               "keeps the page cache")
+        first = not self.counts["power_cut"]
+        if first or self.rng.random() < 0.5:
+            targets, what = list(range(len(self.cluster))), "every node at once"
+        else:
+            i = self._leader_or_random() if self.rng.random() < 0.5 else self.rng.randrange(
+                len(self.cluster))
+            targets, what = [i], self.cluster.names[i]
+        self.cluster.kill_together(targets)
+        return Fault("power_cut", f"power cut of {what}", time.monotonic(), killed=targets)
 
     def _mode(self) -> str:
         return self.rng.choice(("reset", "blackhole"))

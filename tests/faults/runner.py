@@ -14,6 +14,12 @@ every acknowledged write and final read is in it, and every watcher's stream aga
 the six properties (ordered, unique, atomic, reliable, resumable, bookmarkable); check the
 whole history for linearizability.
 
+With ``power_cuts`` (the default) the nodes run on the write-back file system
+(``--unsafe-test-writeback-fs``: what a node has not synced lives only in its memory), so
+every SIGKILL the nemesis sends is a power cut of that node, and the ``power_cut`` fault cuts
+every node at the same instant (or one node). ``--no-power-cuts`` runs the nodes on the real
+file system, where a SIGKILL keeps the page cache.
+
 With ``lock_clients`` > 0, lock clients run too (``tests.faults.lockclient``, one process
 each: leases, ``POST /lock``, writes fenced by the lock's token), and a second nemesis
 (``tests.faults.lockfleet.HolderNemesis``) SIGSTOPs a lock holder for longer than its
@@ -30,7 +36,8 @@ Command line (``make chaos``)::
 
     python -m tests.faults.runner [--duration 10m] [--nodes 5] [--seed N] [--clients 5]
                                   [--txn-share 0.2] [--watchers 3] [--lock-clients 3]
-                                  [--locks 1] [--lease-ttl 3]
+                                  [--locks 1] [--lease-ttl 3] [--no-power-cuts]
+                                  [--faults kill,power_cut,...]
 
 exits 0 when the run passed, 1 when it failed (the last line says why), 2 on bad usage.
 """
@@ -66,7 +73,7 @@ from tests.faults.locks import (
     dump_lock_history,
     fenced_key,
 )
-from tests.faults.nemesis import FAULT_KINDS, Fault, Nemesis
+from tests.faults.nemesis import Fault, Nemesis, fault_kinds
 from tests.faults.watch import (
     Historian,
     Reference,
@@ -100,6 +107,7 @@ class RunConfig:
     client_timeout: float = 2.5
     cover: bool = True
     fault_hold: tuple[float, float] = (1.0, 4.0)
+    warmup: float = 0.0  # seconds of traffic before the first fault
     quiet: tuple[float, float] = (1.0, 2.5)
     recovery_timeout: float = 20.0
     check_timeout: float = 600.0
@@ -120,6 +128,17 @@ class RunConfig:
     lock_wait: float = 3.0
     holder_interval: tuple[float, float] = (2.0, 5.0)
     holder_kill_share: float = 0.25
+    # Nodes on the write-back file system (SIGKILL = power cut) and the power_cut fault.
+    power_cuts: bool = True
+    # The fault kinds to inject; empty for every kind (``nemesis.fault_kinds``).
+    faults: tuple[str, ...] = ()
+    # A command that replaces ``twistd`` for the nodes (a planted bug's wrapper); empty
+    # for twistd itself.
+    launcher: tuple[str, ...] = ()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return self.faults or fault_kinds(self.power_cuts)
 
 
 # What watcher i watches: everything, one key of a transaction pair, a prefix of one key.
@@ -283,6 +302,7 @@ class _Run:
                 "--heartbeat-interval", str(cfg.heartbeat_interval_ms),
                 "--snapshot-entries", str(cfg.snapshot_entries),
             ],
+            writeback=cfg.power_cuts, launcher=cfg.launcher,
         )
         logs = {node.name: node.log_path for node in cluster.nodes}
         nemesis = Nemesis(cluster, random.Random(self.rng.randrange(1 << 30)), log=self.log)
@@ -472,13 +492,14 @@ class _Run:
     def _faults(self, nemesis: Nemesis) -> None:
         cfg = self.config
         rng = self.rng
-        pending = list(FAULT_KINDS) if cfg.cover else []
+        pending = list(cfg.kinds) if cfg.cover else []
         rng.shuffle(pending)
+        time.sleep(cfg.warmup)
         end = time.monotonic() + cfg.duration
         min_pause = 2.5 * cfg.election_timeout_ms / 1000.0
         while True:
             self.problems.extend(nemesis.unexpected_exits())
-            kind = pending.pop() if pending else rng.choice(FAULT_KINDS)
+            kind = pending.pop() if pending else rng.choice(cfg.kinds)
             hold = rng.uniform(*cfg.fault_hold)
             if kind == "pause":
                 hold = max(hold, min_pause)
@@ -577,8 +598,9 @@ class _Run:
                               if r.startswith(outcome + ":")), reverse=True)
             listed = ", ".join(f"{why} {n}" for n, why in reasons) or "none"
             self.out(f"  {label} by reason: {listed}")
-        self.out("faults: " + ", ".join(f"{k} {run.faults[k]}" for k in FAULT_KINDS)
-                 + f" (total {sum(run.faults[k] for k in FAULT_KINDS)})")
+        kinds = self.config.kinds
+        self.out("faults: " + ", ".join(f"{k} {run.faults[k]}" for k in kinds)
+                 + f" (total {sum(run.faults[k] for k in kinds)})")
         if run.locks is not None:
             self.out("lock faults: " + ", ".join(f"{k} {run.faults[k]}" for k in LOCK_FAULT_KINDS))
             self.out(run.locks.summary())
@@ -630,7 +652,9 @@ class _Run:
             f"--nodes {self.config.nodes} --duration {self.config.duration:g}s "
             f"--txn-share {self.config.txn_share:g} --watchers {self.config.watchers} "
             f"--lock-clients {self.config.lock_clients} --locks {self.config.locks} "
-            f"--lease-ttl {self.config.lease_ttl:g}",
+            f"--lease-ttl {self.config.lease_ttl:g}"
+            + ("" if self.config.power_cuts else " --no-power-cuts")
+            + (f" --faults {','.join(self.config.faults)}" if self.config.faults else ""),
             f"config: {config}",
             "",
             *self.timeline,
@@ -679,7 +703,10 @@ def _scan_logs(logs: dict[str, Path]) -> tuple[list[str], Counter[str]]:
 def run(config: RunConfig, out: Callable[[str], None] = print) -> RunResult:
     """Run one fault test; never raises for a failing cluster (see ``RunResult``)."""
     out(f"fault run: seed {config.seed}, {config.nodes} nodes, {config.duration:g} s of faults, "
-        f"{config.clients} clients, election timeout {config.election_timeout_ms} ms")
+        f"{config.clients} clients, election timeout {config.election_timeout_ms} ms, "
+        + ("power cuts (nodes on the write-back fs)" if config.power_cuts
+           else "no power cuts (nodes on the real fs)")
+        + (f", launcher {' '.join(config.launcher)}" if config.launcher else ""))
     return _Run(config, out).execute()
 
 
@@ -723,6 +750,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--locks", type=int, default=1, help="locks they share (default 1)")
     parser.add_argument("--lease-ttl", type=float, default=3.0,
                         help="the lock clients' lease TTL, seconds (default 3; at least 2)")
+    parser.add_argument("--no-power-cuts", dest="power_cuts", action="store_false",
+                        help="nodes on the real file system (a SIGKILL keeps the page cache); "
+                        "no power_cut fault")
+    parser.add_argument("--faults", default="",
+                        help="comma-separated fault kinds to inject (default: all of them)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where failed runs are kept")
     parser.add_argument("--keep", action="store_true",
                         help="keep the evidence even if the run passes")
@@ -733,6 +765,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(e))
     if args.nodes < 3:
         parser.error("--nodes must be at least 3")
+    faults = tuple(k for k in args.faults.split(",") if k)
+    unknown = sorted(set(faults) - set(fault_kinds(args.power_cuts)))
+    if unknown:
+        parser.error(f"unknown fault kind(s) {', '.join(unknown)}; known: "
+                     f"{', '.join(fault_kinds(args.power_cuts))}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     config = RunConfig(
         seed=seed, nodes=args.nodes, duration=duration, clients=args.clients, keys=args.keys,
@@ -741,6 +778,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         recovery_timeout=args.recovery_timeout, cover=True, out_dir=args.out, keep=args.keep,
         fault_hold=args.hold, quiet=args.quiet, txn_share=args.txn_share, watchers=args.watchers,
         lock_clients=args.lock_clients, locks=max(1, args.locks), lease_ttl=args.lease_ttl,
+        power_cuts=args.power_cuts, faults=faults,
     )
     result = run(config, out=lambda line: print(line, flush=True))
     return 0 if result.passed else 1
