@@ -87,7 +87,12 @@ def scan(buf: bytes) -> Scan:
         length, payload_crc, header_crc = unpack_header(buf, pos)
         if crc32c(view[pos : pos + 8]) != header_crc:
             result.problem = "record header checksum mismatch"
-            result.torn = _overlaps_zero_sector(buf, pos, pos + HEADER.size)
+            # Torn: the header lies on a zeroed sector, or everything from it to the end
+            # is zero (the file's new size survived a power cut, its data did not, from
+            # mid-sector on: ext4 data=writeback, XFS).
+            result.torn = _overlaps_zero_sector(buf, pos, pos + HEADER.size) or _is_zero(
+                buf[pos:]
+            )
             break
         start = pos + HEADER.size
         stop = start + length
@@ -100,7 +105,7 @@ def scan(buf: bytes) -> Scan:
             break
         if crc32c(view[start:stop]) != payload_crc:
             result.problem = "record checksum mismatch"
-            result.torn = _overlaps_zero_sector(buf, pos, stop)
+            result.torn = _overlaps_zero_sector(buf, pos, stop) or _is_zero(buf[start:])
             break
         index, term, kind = unpack_payload(buf, start)
         if kind not in _ENTRY_TYPES:

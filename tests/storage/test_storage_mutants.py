@@ -68,15 +68,9 @@ def test_a_received_snapshot_not_fsynced_before_its_rename_is_caught() -> None:
         property_with_the_bug()
 
 
-# ---------------------------------------------------------------- a finding
+# ---------------------------------------------------------------- a finding (fixed in records.scan)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (availability): a newest segment whose size was extended by an append "
-    "whose sectors never reached the disk ends in zeros from mid-sector; recovery calls "
-    "it corruption instead of a torn tail and the node does not start",
-)
 def test_a_segment_extended_with_zeros_past_its_last_record_is_a_torn_tail() -> None:
     """A power cut during an append on a file system that made the file's new size durable
     but none of the appended data (ext4 with ``data=writeback``, XFS): the segment ends
