@@ -48,6 +48,13 @@ comes from one seed, so a run replays exactly.
   one, and covers every matching reference change up to ``R``); nothing reaches a
   cancelled or dead attachment, or a sink that asked to pause;
 
+* leases (``SimLeases``, ``NodeSim.leases``, in ``tests/sim/node_leases.py``): the state
+  compared above includes the lease table with each lease's keys; every replica's applied
+  changes at each index equal the committed log's (lease revocations and the keys they
+  delete included); no lease is expired before ``t + ttl`` of an acknowledged grant or
+  keepalive issued at ``t``; a lease's keys are deleted at the revision it ends, and every
+  key on a lease is one of its keys;
+
 and, in ``settle()``: with the network healed and every node up, a leader emerges and a new
 write is acknowledged within ten election timeouts; then all nodes converge to the leader's
 contents, every acknowledged write (or transaction) is reflected (no acknowledged write is
@@ -71,9 +78,20 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from leifdb.errors import Compacted, NotLeaderError, OutcomeUnknown, Unavailable
+from leifdb.errors import Compacted, LeaseNotFound, NotLeaderError, OutcomeUnknown, Unavailable
 from leifdb.kv import snapshot as kv_snapshot
-from leifdb.kv.commands import ApplyResult, Command, Delete, Event, Item, Put, Txn, TxnResult
+from leifdb.kv.commands import (
+    ApplyResult,
+    Command,
+    Delete,
+    Event,
+    Item,
+    Lease,
+    LeaseRevoke,
+    Put,
+    Txn,
+    TxnResult,
+)
 from leifdb.kv.history import matches
 from leifdb.kv.store import KVStore, condition_holds
 from leifdb.node import Node
@@ -89,6 +107,7 @@ from leifdb.storage.simfs import SimFileSystem
 from leifdb.storage.threaded import StorageQueue
 from leifdb.wire import decode_command, decode_frame, encode_message
 from tests.sim.invariants import SafetyChecker, Violation
+from tests.sim.node_leases import SimLeases
 
 __all__ = [
     "MemorySnapshotStore",
@@ -105,7 +124,8 @@ __all__ = [
     "Violation",
 ]
 
-KVState = tuple[tuple[str, str, int], ...]
+# The whole replicated state: every item in key order, and every lease (with its keys) by id.
+KVState = tuple[tuple[Item, ...], tuple[Lease, ...]]
 
 
 # ---------------------------------------------------------------------------- time
@@ -414,6 +434,7 @@ class WriteOp:
     result: ApplyResult | None = None
     acked_seq: int | None = None
     error: str | None = None
+    invoked_at: float = 0.0
 
     @property
     def key(self) -> str:
@@ -593,7 +614,12 @@ class _Slot:
 
 def kv_state(kv: KVStore) -> KVState:
     items, _more = kv.range()
-    return tuple((i.key, i.value, i.revision) for i in items)
+    return tuple(items), tuple(kv.lease(lease.id) for lease in kv.leases())
+
+
+def _written(item: Item | None) -> tuple[str, str, int] | None:
+    """What a write decides of an item, and all that the acknowledgement checks track."""
+    return None if item is None else (item.key, item.value, item.revision)
 
 
 class NodeSim:
@@ -646,6 +672,7 @@ class NodeSim:
         self._unverified_acks: list[WriteOp] = []
         self._problems: list[str] = []
         self.trace: deque[str] = deque(maxlen=60)
+        self.leases = SimLeases(self)
         self.clock.after_event = self.check
         for node_id in self.ids:
             self._start(node_id)
@@ -891,7 +918,7 @@ class NodeSim:
             transport=SimTransport(self.network, node_id, config.http_address),
             application=service,
         )
-        service.attach(node)
+        service.attach(self.leases.attach_node(node, service))
         self.services[node] = service
         slot.node, slot.reactor = node, reactor
         slot.checked = _Checked(node_id, slot.incarnation, node)
@@ -907,7 +934,7 @@ class NodeSim:
 
     def submit(self, node_id: str, command: Command) -> WriteOp:
         """``Node.submit`` at ``node_id`` (down or stopping: refused like NotLeader)."""
-        op = WriteOp(next(self._op_ids), node_id, command, self.seq)
+        op = WriteOp(next(self._op_ids), node_id, command, self.seq, invoked_at=self.now)
         self.writes.append(op)
         node = self.node(node_id)
         if node is None:
@@ -915,7 +942,8 @@ class NodeSim:
             return op
         service = self.services[node]
         if isinstance(command, Put):
-            d = service.put(command.key, command.value, command.condition)
+            ttl = command.grant_ttl_ms / 1000.0 if command.grant_ttl_ms else None
+            d = service.put(command.key, command.value, command.condition, lease=command.lease, ttl=ttl)
         else:
             d = service.delete(command.key, command.condition)
         if d.called and isinstance(d.result, Failure) and d.result.check(NotLeaderError):
@@ -937,9 +965,18 @@ class NodeSim:
             self._problems.append(f"write {op} acknowledged with {result!r}")
             return
         if result.ok:
-            want = Item(command.key, command.value, result.revision) if isinstance(command, Put) else None
+            want = None
+            if isinstance(command, Put):
+                # (its create revision is checked against the committed log's replay)
+                lease = result.revision if command.grant_ttl_ms else command.lease
+                created = result.current.create_revision if result.current is not None else 0
+                want = Item(command.key, command.value, result.revision, created, lease)
+                if result.lease != lease or not 0 < created <= result.revision:
+                    self._problems.append(f"acknowledged {command} reports {result}")
             if result.current != want:
                 self._problems.append(f"acknowledged {command} reports {result.current}, expected {want}")
+            if isinstance(command, Put) and command.grant_ttl_ms:
+                self.leases.put_granted(op)
         elif condition_holds(command.condition, result.current):
             self._problems.append(f"{command} failed its condition, yet it holds of {result.current}")
         self.max_acked = max(self.max_acked, result.revision)
@@ -948,6 +985,10 @@ class NodeSim:
     def _write_failed(self, failure: Failure, op: WriteOp) -> None:
         if op.outcome not in ("pending", "unknown"):
             self._problems.append(f"write {op} answered twice (now with {failure.value!r})")
+            return
+        if failure.check(LeaseNotFound) and isinstance(op.command, Put) and op.command.lease:
+            # refused, or applied without effect: the lease was gone (surely not written)
+            op.outcome, op.error = "fail", repr(failure.value)
             return
         op.outcome, op.error = "unknown", repr(failure.value)
         if not failure.check(OutcomeUnknown):
@@ -1087,10 +1128,10 @@ class NodeSim:
         """The reference state at ``index`` (at most the replayed committed log)."""
         if index == 0:
             return KVStore()
-        state = self.states[index][0]
+        items, leases = self.states[index][0]
         out = io.BytesIO()
-        items = (Item(k, v, r) for k, v, r in state)
-        kv_snapshot.dump(out, index, len(state), items, b"")
+        records = [(lease.id, lease.ttl_ms, lease.remaining_ms, lease.renewed_index) for lease in leases]
+        kv_snapshot.dump(out, index, len(items), items, b"", records)
         out.seek(0)
         return KVStore.read_snapshot(out)[0]
 
@@ -1396,6 +1437,7 @@ class NodeSim:
             self._verify_txns()
         if self.watchers:
             self._check_watchers()
+        self.leases.check()
 
     def _observe_state(self, index: int, state: KVState, who: str) -> None:
         known = self.states.get(index)
@@ -1415,7 +1457,10 @@ class NodeSim:
             entry = committed[ref.applied_index]
             if entry.type is EntryType.NORMAL:
                 command = decode_command(entry.data)
-                self._ref_results[entry.index] = (command, ref.apply(entry.index, command))
+                before = ref.lease(command.lease_id) if isinstance(command, LeaseRevoke) else None
+                result = ref.apply(entry.index, command)
+                self._ref_results[entry.index] = (command, result)
+                self.leases.replayed(entry, command, result, before)
             else:
                 ref.note_applied(entry.index)
                 self._ref_results[entry.index] = (None, None)
@@ -1538,7 +1583,8 @@ class NodeSim:
         highest revision, unless a write of uncertain outcome may have followed it. A put
         of uncertain outcome is resolved through the committed log (values are unique, and
         on a converged cluster an entry the leader's log lacks can never commit); a delete
-        of uncertain outcome leaves its key unchecked."""
+        of uncertain outcome leaves its key unchecked. The end of a lease (a committed
+        ``LeaseRevoke``) is a delete of each of its keys."""
         leader = self.leader()
         assert leader is not None
         final = kv_state(self.services[leader].kv)
@@ -1558,6 +1604,7 @@ class NodeSim:
         last: dict[str, tuple[int, Item | None, Any]] = {}
         uncertain: set[str] = set()
         self._last_txn_writes(last, uncertain)
+        self._last_lease_deletions(last)
         for op in self.writes:
             if op.outcome == "ok":
                 if op.result.revision > applied:
@@ -1579,13 +1626,31 @@ class NodeSim:
             if key in uncertain:
                 continue
             item = self.services[leader].kv.get(key)
-            if item != want:
+            if _written(item) != _written(want):
+                what = op if isinstance(op, LeaseRevoke) else getattr(op, "command", None) or op.txn
+                outcome = "committed" if isinstance(op, LeaseRevoke) else op.outcome
                 raise self._violation(
-                    f"acknowledged write lost: the last write of {key!r} is "
-                    f"{getattr(op, 'command', None) or op.txn} at revision {index} "
-                    f"({op.outcome}), leaving {want}, but the cluster holds {item}"
+                    f"acknowledged write lost: the last write of {key!r} is {what} at revision {index} "
+                    f"({outcome}), leaving {want}, but the cluster holds {item}"
                 )
+
+    def _last_lease_deletions(self, last: dict) -> None:
+        """Add the keys the end of a lease deleted (a committed ``LeaseRevoke``, by expiry
+        or by a client) to ``last``: certain writes, found in the committed log."""
+        for index, (cmd, result) in self._ref_results.items():
+            if isinstance(cmd, LeaseRevoke) and result.ok:
+                for e in result.events:
+                    if e.key not in last or last[e.key][0] < index:
+                        last[e.key] = (index, None, cmd)
 
 
 def _fmt(state: KVState) -> str:
-    return "{" + ", ".join(f"{k}={v}@{r}" for k, v, r in state) + "}"
+    items, leases = state
+    text = ", ".join(f"{i.key}={i.value}@{i.revision}" + (f"/lease {i.lease}" if i.lease else "") for i in items)
+    if leases:
+        text += "; leases " + ", ".join(
+            f"{lease.id}(ttl {lease.ttl_ms}, left {lease.remaining_ms}, renewed@{lease.renewed_index}, "
+            f"keys {list(lease.keys)})"
+            for lease in leases
+        )
+    return "{" + text + "}"

@@ -32,3 +32,13 @@ SIM_SETTINGS: settings = PROFILES.get(PROFILE_NAME, PROFILES["ci"])
 def scaled(fraction: float) -> settings:
     """``SIM_SETTINGS`` with a fraction of its examples (for the lighter machines)."""
     return settings(SIM_SETTINGS, max_examples=max(1, int(SIM_SETTINGS.max_examples * fraction)))
+
+
+# Seeded (non-hypothesis) runs per profile, as a multiple of the ci count.
+_SEED_SCALE = {"ci": 1, "dev": 5, "soak": 100}
+
+
+def seeds(ci_count: int, base: int = 0) -> range:
+    """The seeds of a seeded simulation test: ``ci_count`` fixed ones under ``ci``; under
+    ``dev`` and ``soak`` the same first ones, then more."""
+    return range(base, base + ci_count * _SEED_SCALE.get(PROFILE_NAME, 1))

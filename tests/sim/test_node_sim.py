@@ -441,7 +441,8 @@ def test_transactions_are_acknowledged_as_the_committed_log_applies_them():
     sim.run_for(0.5)
     assert refused.outcome == "fail"
     assert first.result.succeeded and not again.result.succeeded
-    assert first.result.results[3].items == (Item("b", "from-a", first.result.revision),)
+    revision = first.result.revision
+    assert first.result.results[3].items == (Item("b", "from-a", revision, revision),)
     assert reading.outcome == "ok" and reading.result.results[0].item.value == "from-a"
     assert stale.outcome == "ok"
     sim.settle()
@@ -1039,7 +1040,7 @@ def test_a_snapshot_and_later_committed_entries_in_one_ready_are_all_applied():
     _run(clock, 1.0)
     assert service.status().commit_index == 5
     assert service.kv.applied_index == 5
-    assert service.kv.get("k5") == Item("k5", "v5", 5)
+    assert service.kv.get("k5") == Item("k5", "v5", 5, 5)
 
 
 def test_a_read_index_reply_meant_for_a_previous_incarnation_is_not_taken():
