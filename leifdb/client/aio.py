@@ -26,13 +26,15 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, Resp
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
+from leifdb.client.coordination import (
+    ObserveCursor, Renewed, campaign_request, grant_request, keepalive_request, keepalive_steps,
+    leader_request, lease_info_request, leases_request, lock_holder_request, lock_request,
+    proclaim_request, resign_request, revoke_request,
+)
 from leifdb.client.protocol import (
-    ConnectFailed, Emit, Endpoints, FenceLike, NoAnswer, ObserveCursor, Open, Read, Renewed,
-    Response, RetryPolicy, Send, Sleep, WatchCursor, campaign_request, delete_request,
-    execute, get_request, grant_request, health_request, keepalive_request, keepalive_steps,
-    leader_request, lease_info_request, leases_request, list_request, lock_holder_request,
-    lock_request, proclaim_request, put_request, resign_request, revoke_request, txn_request,
-    watch_steps,
+    ConnectFailed, Emit, Endpoints, FenceLike, NoAnswer, Open, Read, Response, RetryPolicy,
+    Send, Sleep, WatchCursor, delete_request, execute, get_request, health_request,
+    list_request, put_request, txn_request, watch_steps,
 )
 from leifdb.client.types import (
     Event, Holder, Item, LeaderChange, Lease, Page, Status, TxnResult, WriteResult,
@@ -513,7 +515,7 @@ class AsyncLeaseKeeper:
     """Keeps a lease alive in the background (``AsyncClient.keep_alive``): a keepalive at
     once, then every ``interval`` (a third of the TTL by default), retried within the TTL
     when the cluster is unreachable or the outcome unknown (see
-    ``leifdb.client.protocol.keepalive_steps``).
+    ``leifdb.client.coordination.keepalive_steps``).
 
     The lease's loss is surfaced, never hidden: once the cluster says it is gone
     (``LeaseNotFound``) or no keepalive was acknowledged within its TTL (``LeaseExpired``),

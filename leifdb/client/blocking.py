@@ -10,13 +10,15 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
+from leifdb.client.coordination import (
+    ObserveCursor, Renewed, campaign_request, grant_request, keepalive_request, keepalive_steps,
+    leader_request, lease_info_request, leases_request, lock_holder_request, lock_request,
+    proclaim_request, resign_request, revoke_request,
+)
 from leifdb.client.protocol import (
-    ConnectFailed, Emit, Endpoints, FenceLike, NoAnswer, ObserveCursor, Open, Read, Renewed,
-    Response, RetryPolicy, Send, Sleep, WatchCursor, campaign_request, delete_request,
-    execute, get_request, grant_request, health_request, keepalive_request, keepalive_steps,
-    leader_request, lease_info_request, leases_request, list_request, lock_holder_request,
-    lock_request, proclaim_request, put_request, resign_request, revoke_request, txn_request,
-    watch_steps,
+    ConnectFailed, Emit, Endpoints, FenceLike, NoAnswer, Open, Read, Response, RetryPolicy,
+    Send, Sleep, WatchCursor, delete_request, execute, get_request, health_request,
+    list_request, put_request, txn_request, watch_steps,
 )
 from leifdb.client.types import (
     Event, Holder, Item, LeaderChange, Lease, Page, Status, TxnResult, WriteResult,
@@ -354,7 +356,7 @@ class LeaseKeeper:
     """Keeps a lease alive on a daemon thread (``Client.keep_alive``): a keepalive at once,
     then every ``interval`` (a third of the TTL by default), retried within the TTL when
     the cluster is unreachable or the outcome unknown (see
-    ``leifdb.client.protocol.keepalive_steps``).
+    ``leifdb.client.coordination.keepalive_steps``).
 
     The lease's loss is surfaced, never hidden: once the cluster says it is gone
     (``LeaseNotFound``) or no keepalive was acknowledged within its TTL (``LeaseExpired``),

@@ -2,16 +2,15 @@
 
 Both the async and the blocking client run the same generators and only do the I/O they
 ask for, so redirects, retries, backoff and the "never resend a write whose outcome is
-unknown" rule live here alone (keepalives, locks and campaigns are writes too):
+unknown" rule live here alone (keepalives, locks and campaigns are writes too; their
+requests, the observe stream and the keepalive loop are in ``leifdb.client.coordination``):
 
 - ``execute(request, ...)`` yields ``Send`` (the driver answers with a ``Response``, or a
   ``ConnectFailed`` / ``NoAnswer`` instance) and ``Sleep`` (the driver answers None); it
   returns the typed result or raises an error of ``leifdb.client.errors``.
 - ``watch_steps(cursor, ...)`` also yields ``Read`` (the next bytes of the open stream;
   b"" or ``NoAnswer`` when it ended) and ``Emit`` (changes for the caller); it runs a
-  watch (``WatchCursor``) or an election's observe stream (``ObserveCursor``).
-- ``keepalive_steps(lease_id, ...)`` keeps a lease alive for ever: ``Send``, ``Sleep`` and
-  ``Renewed`` (an acknowledged keepalive); it raises once the lease is lost.
+  watch (``WatchCursor``) or any other ``Cursor`` (an election's observe stream).
 
 Policy: a 307 is followed to its ``Location`` (same method and body; at most
 ``max_redirects`` hops) and that node is remembered as the leader. A 503, a refused
@@ -28,32 +27,27 @@ import random
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Generator, Iterable, Union
+from typing import Any, Callable, Generator, Iterable, Protocol, Union
 from urllib.parse import quote, urlencode, urlsplit
 
 from leifdb.client.errors import (
-    BadRequest, ClientError, Compacted, ConditionFailed, Fenced, LeaseExpired, LeaseNotFound,
-    LockTimeout, NotFound, NotHolder, NotLeader, OutcomeUnknown, ServerError, TooLarge,
-    Unavailable, WatchOverflow,
+    BadRequest, ClientError, Compacted, ConditionFailed, Fenced, LeaseNotFound, LockTimeout,
+    NotFound, NotHolder, NotLeader, OutcomeUnknown, ServerError, TooLarge, Unavailable,
+    WatchOverflow,
 )
 from leifdb.client.sse import SseParser
-from leifdb.client.types import (
-    Event, Holder, Item, LeaderChange, Lease, Page, Status, TxnResult, WriteResult,
-)
+from leifdb.client.types import Event, Holder, Item, Lease, Page, Status, TxnResult, WriteResult
 
 __all__ = [
-    "ConnectFailed", "DEFAULT_WAIT", "Emit", "Endpoints", "FenceLike", "NoAnswer",
-    "ObserveCursor", "Open", "Read", "Renewed", "Request", "Response", "RetryPolicy", "Send",
-    "Sleep", "WatchCursor", "campaign_request", "delete_request", "duration_text", "execute",
-    "fence_text", "get_request", "grant_request", "health_request", "interpret",
-    "keepalive_request", "keepalive_steps", "leader_request", "lease_info_request",
-    "leases_request", "list_request", "lock_holder_request", "lock_request",
-    "normalize_endpoint", "parse_duration", "proclaim_request", "put_request",
-    "resign_request", "revoke_request", "txn_request", "watch_steps",
+    "ConnectFailed", "Cursor", "Emit", "Endpoints", "FenceLike", "JSON_HEADERS", "NoAnswer",
+    "Open", "Read", "Request", "Response", "RetryPolicy", "Send", "Sleep", "Step",
+    "WatchCursor", "check_lease_id", "delete_request", "duration_text", "execute",
+    "fence_text", "get_request", "health_request", "interpret", "json_body", "list_request",
+    "normalize_endpoint", "parse_duration", "put_request", "txn_request", "watch_steps",
+    "with_query",
 ]
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
-DEFAULT_WAIT = 60.0  # a lock's or campaign's timeout when none is given (the server's default)
 
 
 # --- requests and actions ------------------------------------------------------------
@@ -118,12 +112,6 @@ class Emit:
     events: list[Any]  # Event for a watch, LeaderChange for an observe stream
 
 
-@dataclass(frozen=True, slots=True)
-class Renewed:
-    """``keepalive_steps``: a keepalive was acknowledged (the driver answers None)."""
-
-    lease: Lease
-
 
 class ConnectFailed(Exception):
     """Transport outcome: no connection was made, so nothing was sent."""
@@ -140,20 +128,22 @@ def _key_path(prefix: str, key: str) -> str:
     return prefix + quote(key, safe="")
 
 
-def _with_query(path: str, query: dict[str, Any]) -> str:
+def with_query(path: str, query: dict[str, Any]) -> str:
+    """``path`` with the query of ``query``'s items that are not None."""
     pairs = [(k, v) for k, v in query.items() if v is not None]
     return f"{path}?{urlencode(pairs)}" if pairs else path
 
 
-def _json(data: Any) -> bytes:
+def json_body(data: Any) -> bytes:
+    """A compact JSON request body."""
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-_JSON = (("Content-Type", "application/json"),)
+JSON_HEADERS = (("Content-Type", "application/json"),)
 
 
 def get_request(key: str, *, stale: bool = False) -> Request:
-    target = _with_query(_key_path("/db/", key), {"consistency": "stale" if stale else None})
+    target = with_query(_key_path("/db/", key), {"consistency": "stale" if stale else None})
     return Request("get", "GET", target, leader=not stale, key=key)
 
 
@@ -198,7 +188,8 @@ def fence_text(fence: FenceLike) -> str:
     return f"{name}:{int(token)}"
 
 
-def _lease_id(lease_id: int) -> int:
+def check_lease_id(lease_id: int) -> int:
+    """``lease_id`` if it can be a lease's id: a bad one is the caller's error, not the server's."""
     if isinstance(lease_id, bool) or not isinstance(lease_id, int) or lease_id < 1:
         raise ValueError(f"a lease id is a positive integer, not {lease_id!r}")
     return lease_id
@@ -214,7 +205,7 @@ def put_request(key: str, value: str, *, prev: str | None = None,
     if lease and ttl is not None:
         raise ValueError("give lease or ttl, not both")
     query: dict[str, Any] = {
-        "lease": _lease_id(lease) if lease else None,
+        "lease": check_lease_id(lease) if lease else None,
         "ttl": None if ttl is None else duration_text(parse_duration(ttl)),
         "fence": None if fence is None else fence_text(fence),
     }
@@ -232,21 +223,21 @@ def _write(kind: str, method: str, key: str, body: dict[str, Any], prev: str | N
            if_match: int | None, create: bool, query: dict[str, Any]) -> Request:
     if sum((prev is not None, if_match is not None, create)) > 1:
         raise ValueError("give at most one condition: prev, if_match or create")
-    headers = list(_JSON)
+    headers = list(JSON_HEADERS)
     if prev is not None:
         body["prev"] = prev
     if if_match is not None:
         headers.append(("If-Match", f'"{int(if_match)}"'))
     if create:
         headers.append(("If-None-Match", "*"))
-    return Request(kind, method, _with_query(_key_path("/db/", key), query),
-                   _json(body) if body else None, tuple(headers), idempotent=False, key=key)
+    return Request(kind, method, with_query(_key_path("/db/", key), query),
+                   json_body(body) if body else None, tuple(headers), idempotent=False, key=key)
 
 
 def list_request(prefix: str = "", *, start_after: str | None = None,
                  limit: int | None = None, stale: bool = False) -> Request:
-    target = _with_query("/db", {"prefix": prefix, "start_after": start_after,
-                                 "limit": limit, "consistency": "stale" if stale else None})
+    target = with_query("/db", {"prefix": prefix, "start_after": start_after,
+                                "limit": limit, "consistency": "stale" if stale else None})
     return Request("list", "GET", target, leader=not stale, key=prefix)
 
 
@@ -255,88 +246,13 @@ def txn_request(txn: dict[str, Any], *, stale: bool = False) -> Request:
     transaction that only reads (get/range in both branches) is safe to resend."""
     ops = list(txn.get("success") or []) + list(txn.get("failure") or [])
     read_only = all(isinstance(op, dict) and op.get("op") in ("get", "range") for op in ops)
-    target = _with_query("/txn", {"consistency": "stale" if stale else None})
-    return Request("txn", "POST", target, _json(txn), _JSON, idempotent=read_only,
+    target = with_query("/txn", {"consistency": "stale" if stale else None})
+    return Request("txn", "POST", target, json_body(txn), JSON_HEADERS, idempotent=read_only,
                    leader=not (stale and read_only))
 
 
 def health_request() -> Request:
     return Request("health", "GET", "/health", leader=False)
-
-
-# Leases, locks and elections are served by the leader; every call that changes something
-# (keepalives included) is a write: never resent once its outcome is unknown.
-
-def grant_request(ttl: float | str) -> Request:
-    return Request("grant", "POST", "/lease", _json({"ttl": parse_duration(ttl)}), _JSON,
-                   idempotent=False)
-
-
-def keepalive_request(lease_id: int) -> Request:
-    return Request("keepalive", "POST", f"/lease/{_lease_id(lease_id)}/keepalive",
-                   idempotent=False, lease_id=lease_id)
-
-
-def lease_info_request(lease_id: int) -> Request:
-    return Request("lease_info", "GET", f"/lease/{_lease_id(lease_id)}", lease_id=lease_id)
-
-
-def leases_request() -> Request:
-    return Request("leases", "GET", "/lease")
-
-
-def revoke_request(lease_id: int) -> Request:
-    return Request("revoke", "DELETE", f"/lease/{_lease_id(lease_id)}", idempotent=False,
-                   lease_id=lease_id)
-
-
-def _name_path(prefix: str, name: str, suffix: str = "") -> str:
-    if not name:
-        raise ValueError("a lock or election needs a name")
-    return prefix + quote(name, safe="") + suffix
-
-
-def _wait_request(kind: str, path: str, name: str, lease: int, value: str,
-                  timeout: float | str | None) -> Request:
-    wait = DEFAULT_WAIT if timeout is None else parse_duration(timeout)
-    return Request(kind, "POST", _with_query(path, {"timeout": duration_text(wait)}),
-                   _json({"lease": _lease_id(lease), "value": value}), _JSON,
-                   idempotent=False, key=name, wait=wait, lease_id=lease)
-
-
-def lock_request(name: str, lease: int, *, value: str = "",
-                 timeout: float | str | None = None) -> Request:
-    """Wait until ``lease`` holds lock ``name`` (at most ``timeout``, default 60 s)."""
-    return _wait_request("lock", _name_path("/lock/", name), name, lease, value, timeout)
-
-
-def lock_holder_request(name: str, *, stale: bool = False) -> Request:
-    target = _with_query(_name_path("/lock/", name),
-                         {"consistency": "stale" if stale else None})
-    return Request("lock_holder", "GET", target, leader=not stale, key=name)
-
-
-def campaign_request(name: str, lease: int, value: str, *,
-                     timeout: float | str | None = None) -> Request:
-    return _wait_request("campaign", _name_path("/election/", name, "/campaign"), name,
-                         lease, value, timeout)
-
-
-def leader_request(name: str, *, stale: bool = False) -> Request:
-    target = _with_query(_name_path("/election/", name),
-                         {"consistency": "stale" if stale else None})
-    return Request("leader", "GET", target, leader=not stale, key=name)
-
-
-def proclaim_request(name: str, token: int, value: str) -> Request:
-    return Request("proclaim", "POST", _name_path("/election/", name, "/proclaim"),
-                   _json({"token": int(token), "value": value}), _JSON, idempotent=False,
-                   key=name)
-
-
-def resign_request(name: str, token: int) -> Request:
-    return Request("resign", "POST", _name_path("/election/", name, "/resign"),
-                   _json({"token": int(token)}), _JSON, idempotent=False, key=name)
 
 
 def normalize_endpoint(endpoint: str) -> str:
@@ -567,6 +483,21 @@ def execute(request: Request, endpoints: Endpoints, policy: RetryPolicy,
 
 # --- watch ---------------------------------------------------------------------------
 
+class Cursor(Protocol):
+    """What ``watch_steps`` needs of a stream: the request that (re)opens it where it
+    stands, and the meaning of its bytes."""
+
+    messages: int  # whole messages received so far
+    ended: str | None  # the final event that ended the stream, if any
+    error: Exception | None  # raised once the changes before it are handed over
+
+    def request(self) -> Request: ...
+
+    def reset(self) -> None: ...
+
+    def feed(self, data: bytes) -> list[Any]: ...
+
+
 class WatchCursor:
     """Where a watch stands, and what its stream's bytes mean.
 
@@ -599,7 +530,7 @@ class WatchCursor:
             headers = (("Last-Event-ID", str(self.revision)),)
         elif self.start_revision is not None:
             query["start_revision"] = str(self.start_revision)
-        return Request("watch", "GET", _with_query(_key_path("/watch/", self.key), query),
+        return Request("watch", "GET", with_query(_key_path("/watch/", self.key), query),
                        headers=headers, leader=not self.stale, key=self.key)
 
     def reset(self) -> None:
@@ -636,52 +567,7 @@ class WatchCursor:
         return out
 
 
-class ObserveCursor:
-    """An election's observe stream (``event: leader`` messages), as ``watch_steps`` runs
-    it. A new stream starts with the current leader, so any final event (``compacted``,
-    ``overflow``, ``shutdown``) or drop is only a reconnect; a message that repeats the
-    leader already handed over (same key, token and revision) is not handed over again."""
-
-    def __init__(self, name: str, *, stale: bool = False) -> None:
-        self.name = name
-        self.stale = stale
-        self.revision: int | None = None
-        self.ended: str | None = None
-        self.error: Exception | None = None  # never set: every ending reconnects
-        self.messages = 0
-        self._parser = SseParser()
-        self._last: tuple[str, int, int] | None = None
-        self._started = False
-
-    def request(self) -> Request:
-        target = _with_query(_name_path("/election/", self.name, "/observe"),
-                             {"consistency": "stale" if self.stale else None})
-        return Request("observe", "GET", target, leader=not self.stale, key=self.name)
-
-    def reset(self) -> None:
-        self._parser = SseParser()
-        self.ended = None
-
-    def feed(self, data: bytes) -> list[LeaderChange]:
-        out: list[LeaderChange] = []
-        for msg in self._parser.feed(data):
-            self.messages += 1
-            if msg.event == "leader":
-                change = LeaderChange.from_json(json.loads(msg.data))
-                self.revision = max(self.revision or 0, change.revision)
-                leader = change.leader
-                seen = None if leader is None else (leader.key, leader.token, leader.revision)
-                if self._started and seen == self._last:
-                    continue
-                self._started, self._last = True, seen
-                out.append(change)
-            elif msg.event in ("compacted", "overflow", "shutdown"):
-                self.ended = msg.event
-                break
-        return out
-
-
-def watch_steps(cursor: WatchCursor | ObserveCursor, endpoints: Endpoints,
+def watch_steps(cursor: Cursor, endpoints: Endpoints,
                 policy: RetryPolicy, timeout: float = 10.0) -> Step:
     """Run a watch (or an observe stream) for ever: open, read, emit, and on a dropped
     stream, a final event, a 503 or a refused connection, reconnect (with backoff, to the
@@ -728,56 +614,3 @@ def watch_steps(cursor: WatchCursor | ObserveCursor, endpoints: Endpoints,
             raise Unavailable(f"{_describe(reply, url)} (watch gave up after {failures} tries)")
         yield Sleep(policy.backoff(failures))
         url = endpoints.failed(url)
-
-
-# --- keeping a lease alive -----------------------------------------------------------
-
-_TRANSIENT = (Unavailable, OutcomeUnknown, ServerError)
-
-
-def keepalive_steps(lease_id: int, endpoints: Endpoints, policy: RetryPolicy,
-                    timeout: float = 10.0, *, interval: float | None = None,
-                    remaining: float | None = None) -> Step:
-    """Keep lease ``lease_id`` alive until the driver stops: a keepalive now, then one
-    every ``interval`` seconds (default a third of the lease's TTL), each acknowledged one
-    handed over as ``Renewed``.
-
-    A keepalive whose outcome is unknown, a 503 or an unreachable cluster is retried
-    (renewing twice does no harm) within the time the lease surely has left: the TTL from
-    the moment the last acknowledged keepalive was sent (``remaining`` seconds from now at
-    the start, if given; unknown until the first acknowledgement otherwise). Raises
-    ``LeaseNotFound`` when the cluster says the lease is gone, ``LeaseExpired`` when that
-    time ran out without an acknowledgement (the lease may have expired: treat it as
-    lost), or any other error of the keepalive (400...)."""
-    clock = policy.clock
-    request = keepalive_request(lease_id)
-    deadline = None if remaining is None else clock() + remaining
-    every = interval
-    failures = 0
-    last_error: ClientError | None = None
-    while True:
-        sent = clock()
-        left = None if deadline is None else deadline - sent
-        if left is not None and left <= 0:
-            raise LeaseExpired(
-                f"lease {lease_id}: no keepalive acknowledged within its TTL; it may have "
-                f"expired (last error: {last_error})", lease_id=lease_id, cause=last_error)
-        bounded = policy if left is None else replace(policy, deadline=min(policy.deadline, left))
-        try:
-            lease = yield from execute(request, endpoints, bounded,
-                                       timeout if left is None else min(timeout, left))
-        except _TRANSIENT as e:
-            failures += 1
-            last_error = e
-            pause = policy.backoff(failures)
-            if every is not None:
-                pause = min(pause, every / 2)
-            if left is not None:
-                pause = min(pause, max(0.0, deadline - clock()))
-            yield Sleep(pause)
-            continue
-        failures = 0
-        deadline = sent + lease.ttl
-        every = interval or lease.ttl / 3
-        yield Renewed(lease)
-        yield Sleep(every)

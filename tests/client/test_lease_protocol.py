@@ -14,12 +14,14 @@ from leifdb.client import (
     LeaseExpired, LeaseNotFound, LockTimeout, NotFound, NotHolder, OutcomeUnknown,
     RetryPolicy, Unavailable, WriteResult,
 )
+from leifdb.client.coordination import (
+    ObserveCursor, Renewed, campaign_request, grant_request, keepalive_request, keepalive_steps,
+    leader_request, lease_info_request, leases_request, lock_holder_request, lock_request,
+    proclaim_request, resign_request, revoke_request,
+)
 from leifdb.client.protocol import (
-    ConnectFailed, Emit, Endpoints, NoAnswer, ObserveCursor, Open, Read, Renewed, Response,
-    Send, Sleep, campaign_request, delete_request, duration_text, execute, fence_text,
-    grant_request, keepalive_request, keepalive_steps, leader_request, lease_info_request,
-    leases_request, lock_holder_request, lock_request, parse_duration, proclaim_request,
-    put_request, resign_request, revoke_request, watch_steps,
+    ConnectFailed, Emit, Endpoints, NoAnswer, Open, Read, Response, Send, Sleep, delete_request,
+    duration_text, execute, fence_text, parse_duration, put_request, watch_steps,
 )
 from tests.client.test_protocol import A, B, C, Clock, Script, client, reply
 
