@@ -249,7 +249,7 @@ class KVService:
 
     def revoke_lease(self, lease_id: int) -> Deferred[int]:
         try:
-            if self._is_leader() and not self._kv.has_lease(lease_id):
+            if self._caught_up_leader() and not self._kv.has_lease(lease_id):
                 raise LeaseNotFound(lease_id)
             d = self._propose(LeaseRevoke(lease_id))
         except Exception:
@@ -276,7 +276,7 @@ class KVService:
         except Exception:
             return fail()
 
-    def _is_leader(self) -> bool:
+    def _caught_up_leader(self) -> bool:
         """Checks against the applied state mean something only on a leader that has
         applied an entry of its own term (so every committed lease is in it); elsewhere
         the proposal is refused with the leader's address, or its apply decides."""
@@ -298,7 +298,7 @@ class KVService:
                 f"a lease's ttl is from {limits.min_lease_ttl:g} to "
                 f"{limits.max_lease_ttl:g} seconds"
             )
-        if self._is_leader() and self._kv.lease_count() >= limits.max_leases:
+        if self._caught_up_leader() and self._kv.lease_count() >= limits.max_leases:
             raise LimitExceeded(f"there are already {limits.max_leases} leases")
         return round(ttl * 1000)
 
@@ -307,7 +307,7 @@ class KVService:
         arrives: concurrent puts may overshoot ``max_keys_per_lease`` slightly)."""
         if not isinstance(lease_id, int) or isinstance(lease_id, bool) or lease_id < 1:
             raise InvalidRequest("a lease id is a positive integer")
-        if not self._is_leader():
+        if not self._caught_up_leader():
             return
         count = self._kv.lease_key_count(lease_id)
         if count is None:
