@@ -163,16 +163,23 @@ class FramedProtocol(Int32StringReceiver):
     def write_frame(self, frame: bytes) -> None:
         self.transport.writeSequence([pack(self.structFormat, len(frame)), frame])
 
-    def reject(self, reason: str) -> None:
-        """Close a misbehaving connection: one warning, then nothing more is processed."""
+    def reject(self, reason: str, *, quiet: bool = False) -> None:
+        """Close a misbehaving connection: one warning (none if ``quiet``: the caller logs,
+        e.g. rate-limited), then nothing more is processed."""
         if self.closing:
             return
         self.rejected_for = reason
-        log.warn(
-            "closing Raft connection with {peer} ({address}): {reason}",
-            peer=self.peer_label, address=_address(self.transport), reason=reason,
-        )
+        if not quiet:
+            log.warn(
+                "closing Raft connection with {peer} ({address}): {reason}",
+                peer=self.peer_label, address=_address(self.transport), reason=reason,
+            )
         self.close(abort=True)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the other end, for log lines ("?" if unknown)."""
+        return _address(self.transport)
 
     def close(self, *, abort: bool = False) -> None:
         """Stop reading and close, flushing queued frames unless ``abort``."""

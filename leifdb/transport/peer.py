@@ -2,10 +2,12 @@
 
 Each node sends only on connections it opened (one per peer) and receives on connections
 peers opened to it, so a pair of nodes shares two connections, one per direction. The first
-frame either side sends is a ``Hello`` naming itself, the node it expects and the cluster; a
-connection whose first frame is not a valid Hello from a known peer to this node, or that
-later sends garbage, an oversized frame, or a frame with another ``src`` or ``dst``, is
-closed with one warning. Decoded frames go to the ``ConnectionOwner``.
+frame either side sends is a ``Hello`` naming itself, the node it expects, the cluster and
+the incarnation of its data directory; a connection whose first frame is not a valid Hello
+from a known peer to this node, or that later sends garbage, an oversized frame, or a frame
+with another ``src`` or ``dst``, is closed with one warning. A Hello the owner does not
+``admit`` (a peer known with another incarnation) is closed too, and the owner logs that
+itself. Decoded frames go to the ``ConnectionOwner``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class ConnectionOwner(Protocol):
     def is_peer(self, node_id: str) -> bool: ...
 
     def hello_frame(self, peer: str) -> bytes: ...
+
+    def admit(self, conn: PeerProtocol, peer: str, hello: Hello) -> str | None:
+        """Why a Hello that passed every other check is refused, or None to accept it.
+        The owner logs a refusal (the connection closes without a warning of its own)."""
 
     def connection_opened(self, conn: PeerProtocol) -> None:
         """Any connection, before its handshake (so ``stop`` can close it)."""
@@ -99,6 +105,8 @@ class PeerProtocol(FramedProtocol):
             self.reject(f"Hello from {frame.src!r}, which is not a peer")
         elif self.dialed is not None and frame.src != self.dialed:
             self.reject(f"Hello from {frame.src!r} on the connection to {self.dialed!r}")
+        elif (refused := owner.admit(self, frame.src, frame.body)) is not None:
+            self.reject(refused, quiet=True)
         else:
             self._cancel_hello_timer()
             self.peer_id = self.peer_label = frame.src

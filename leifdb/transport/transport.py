@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Protocol
 
 from twisted.internet import defer
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -25,6 +25,7 @@ from leifdb.wire import (
     REQUEST_TYPES,
     EncodeError,
     Frame,
+    Hello,
     encode_hello,
     encode_message,
 )
@@ -33,8 +34,28 @@ log = Logger()
 
 DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
+#: At most one log line per peer per this many seconds about refused incarnations: a wiped
+#: peer redials every few seconds, and one line a minute is enough to tell the operator.
+PIN_LOG_INTERVAL = 60.0
 
 EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
+
+
+class IncarnationPins(Protocol):
+    """Which incarnation of each peer this node accepts (``leifdb.storage.identity``'s
+    ``PeerPins``): the first one seen is pinned, durably."""
+
+    def check(self, peer_id: str, incarnation: str) -> bool:
+        """True if ``incarnation`` is the pinned one (pinning it on first sight)."""
+        ...
+
+    def clear(self, peer_id: str) -> None: ...
+
+
+def incarnation_refused(peer: str) -> str:
+    """Why a Hello from ``peer`` with an unpinned incarnation is refused."""
+    return (f"member {peer} is known with another data directory: it was wiped or "
+            "replaced; remove and re-add it")
 
 
 @dataclass
@@ -47,6 +68,7 @@ class TransportStats:
     dropped_queue_full: int = 0  # the peer reads too slowly
     dropped_invalid: int = 0  # unencodable, too large, wrong src or unknown dst
     connections_rejected: int = 0  # closed for garbage, size, unknown peer, ...
+    incarnations_refused: int = 0  # Hellos from a peer known with another data directory
     request_timeouts: int = 0
 
 
@@ -59,6 +81,13 @@ class RaftTransport:
     ``request_timeout`` seconds, or when the connection to it was lost, so the core can
     resend promptly. Both callbacks run in the reactor thread; exceptions they raise are
     logged and swallowed.
+
+    ``incarnation`` (this node's data directory, sent in every Hello) and ``pins``: with
+    ``pins``, an accepted connection whose Hello carries another incarnation than the one
+    pinned for its sender is closed (logged at most once a minute per peer), so a peer that
+    lost its data and came back under its old id is never heard, its votes never counted,
+    until it is removed and re-added (which clears its pin: ``pins.clear``). A Hello
+    without incarnation (a node older than incarnations) is accepted and pins nothing.
     """
 
     def __init__(
@@ -81,6 +110,8 @@ class RaftTransport:
         close_timeout: float = 1.0,
         rng: random.Random | None = None,
         endpoint_factory: EndpointFactory | None = None,
+        incarnation: str = "",
+        pins: IncarnationPins | None = None,
     ) -> None:
         if not node_id or not cluster_id:
             raise ValueError("node_id and cluster_id must be non-empty")
@@ -88,6 +119,8 @@ class RaftTransport:
         self.node_id = node_id
         self.http_address = http_address
         self.cluster_id = cluster_id
+        self.incarnation = incarnation
+        self.pins = pins
         self.hello_timeout = request_timeout
         self.stats = TransportStats()
         self._on_message = on_message or _drop
@@ -109,6 +142,7 @@ class RaftTransport:
         self._inbound: dict[str, PeerProtocol] = {}  # identified accepted connections
         self._connections: set[PeerProtocol] = set()  # every open connection
         self._ports: list[IListeningPort] = []
+        self._refusals_logged: dict[str, float] = {}  # peer -> when last logged
         self._running = False
         self._stopped = False
         self.update_peers(peers)
@@ -213,7 +247,26 @@ class RaftTransport:
         return node_id in self._peers
 
     def hello_frame(self, peer: str) -> bytes:
-        return encode_hello(self.node_id, peer, self.http_address, self.cluster_id)
+        return encode_hello(self.node_id, peer, self.http_address, self.cluster_id,
+                            self.incarnation)
+
+    def admit(self, conn: PeerProtocol, peer: str, hello: Hello) -> str | None:
+        if self.pins is None or not hello.incarnation:
+            return None
+        try:
+            if self.pins.check(peer, hello.incarnation):
+                return None
+            reason = incarnation_refused(peer)
+        except Exception as e:  # the pin could not be made durable: do not trust the peer
+            reason = f"cannot record the incarnation of {peer}: {e}"
+        self.stats.incarnations_refused += 1
+        now = self.clock.seconds()
+        last = self._refusals_logged.get(peer)
+        if last is None or now - last >= PIN_LOG_INTERVAL:
+            self._refusals_logged[peer] = now
+            log.warn("refusing Raft connection from {peer} ({address}): {reason}",
+                     peer=peer, address=conn.address, reason=reason)
+        return reason
 
     def connection_opened(self, conn: PeerProtocol) -> None:
         if self._stopped:

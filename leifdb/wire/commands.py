@@ -243,13 +243,15 @@ def _decode_condition(c: pb.Condition) -> Condition:
 
 
 def encode_membership(members: Iterable[Member]) -> bytes:
-    """Serialize a cluster membership, in the given order. At least one member; ids unique
-    and non-empty; ``raft_address`` is ``host:port``, ``http_address`` too or empty."""
+    """Serialize a cluster membership, in the given order, learners flagged. At least one
+    member; ids unique and non-empty; ``raft_address`` is ``host:port``, ``http_address``
+    too or empty. (That a change keeps a voter is the core's rule, not the format's.)"""
     members = list(members)
     try:
         _check_membership(members)
         return pb.Membership(
-            members=[pb.Member(id=m.id, raft_address=m.raft_address, http_address=m.http_address)
+            members=[pb.Member(id=m.id, raft_address=m.raft_address, http_address=m.http_address,
+                               learner=m.learner)
                      for m in members]
         ).SerializeToString()
     except (Invalid, *_PB_VALUE_ERRORS) as e:
@@ -257,13 +259,14 @@ def encode_membership(members: Iterable[Member]) -> bytes:
 
 
 def decode_membership(data: bytes) -> list[Member]:
-    """Parse a ``Membership``; ``DecodeError`` for anything else."""
+    """Parse a ``Membership``; ``DecodeError`` for anything else. A member written before
+    learners existed has no ``learner`` field and decodes as a voter."""
     msg = pb.Membership()
     try:
         msg.ParseFromString(data)
     except _pb_message.DecodeError as e:
         raise DecodeError(f"not a Membership: {e}") from None
-    members = [Member(m.id, m.raft_address, m.http_address) for m in msg.members]
+    members = [Member(m.id, m.raft_address, m.http_address, m.learner) for m in msg.members]
     try:
         _check_membership(members)
     except Invalid as e:
@@ -275,6 +278,7 @@ def _check_membership(members: list[Member]) -> None:
     require(len(members) >= 1, "no members")
     for m in members:
         require(isinstance(m, Member), "members must be Member values")
+        require(isinstance(m.learner, bool), f"learner of {m.id!r} is not a bool")
         require(isinstance(m.id, str) and m.id != "", "empty member id")
         require_address(m.raft_address, f"raft_address of {m.id!r}")
         require_address(m.http_address, f"http_address of {m.id!r}", optional=True)

@@ -11,6 +11,7 @@ value and a peer sending nonsense is told apart from one sending data.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Union
 
@@ -28,6 +29,7 @@ from leifdb.raft.messages import (
     ReadIndexRequest,
     RequestVote,
     RequestVoteReply,
+    TimeoutNow,
 )
 from leifdb.wire import leifdb_pb2 as pb
 from leifdb.wire._checks import UINT32_MAX, Invalid, require
@@ -36,9 +38,13 @@ from leifdb.wire.errors import DecodeError, EncodeError
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """First frame on every connection: names the cluster the sender belongs to."""
+    """First frame on every connection: names the cluster the sender belongs to and the
+    incarnation of its data directory (``leifdb.storage.identity``), so a peer that was
+    wiped and restarted under its old id is told apart from the one its peers knew.
+    Empty ``incarnation``: a sender older than incarnations."""
 
     cluster_id: str
+    incarnation: str = ""
 
 
 Body = Union[Message, Hello]
@@ -58,6 +64,8 @@ class Frame:
     body: Body
 
 
+#: Messages that expect a reply. The others (replies, and the one-way ``TimeoutNow``) carry
+#: no ``request_id``, so the transport never waits for, or times out, an answer to them.
 REQUEST_TYPES: tuple[type, ...] = (RequestVote, AppendEntries, InstallSnapshot, ReadIndexRequest)
 #: Each reply type and the request type it answers.
 REQUEST_OF_REPLY: Mapping[type, type] = {
@@ -91,8 +99,12 @@ _SPECS: dict[type, _Spec] = {
     InstallSnapshotReply: _spec(InstallSnapshotReply, "install_snapshot_reply"),
     ReadIndexRequest: _spec(ReadIndexRequest, "read_index_request"),
     ReadIndexReply: _spec(ReadIndexReply, "read_index_reply"),
+    TimeoutNow: _spec(TimeoutNow, "timeout_now"),
 }
 _TYPE_OF_ONEOF: dict[str, type] = {spec.oneof: cls for cls, spec in _SPECS.items()}
+
+# An incarnation: up to 128 bits in lower-case hex (``leifdb.storage.identity`` makes 64).
+_INCARNATION = re.compile(r"[0-9a-f]{1,32}")
 
 # Python-level errors protobuf raises for values it cannot hold (range, type, bad UTF-8).
 _PB_VALUE_ERRORS = (ValueError, TypeError, OverflowError)
@@ -133,16 +145,18 @@ def encode_message(
         raise EncodeError(f"{type(msg).__name__}: {e}") from None
 
 
-def encode_hello(src: str, dst: str, src_http_address: str, cluster_id: str) -> bytes:
+def encode_hello(
+    src: str, dst: str, src_http_address: str, cluster_id: str, incarnation: str = ""
+) -> bytes:
     """The first frame a node sends on a connection it opened to ``dst``."""
-    hello = Hello(cluster_id)
+    hello = Hello(cluster_id, incarnation)
     try:
         _check_frame(src, dst, 0, 0, hello)
         env = pb.Envelope(
             src=src,
             dst=dst,
             src_http_address=src_http_address,
-            hello=pb.Hello(cluster_id=cluster_id),
+            hello=pb.Hello(cluster_id=cluster_id, incarnation=incarnation),
         )
         return env.SerializeToString()
     except (Invalid, *_PB_VALUE_ERRORS) as e:
@@ -161,7 +175,7 @@ def decode_frame(data: bytes) -> Frame:
         raise DecodeError("frame has no body")
     try:
         if kind == "hello":
-            body: Body = Hello(env.hello.cluster_id)
+            body: Body = Hello(env.hello.cluster_id, env.hello.incarnation)
         else:
             body = _decode_body(_TYPE_OF_ONEOF[kind], getattr(env, kind), env.src, env.dst)
         _check_frame(env.src, env.dst, env.request_id, env.in_reply_to, body)
@@ -198,6 +212,8 @@ def _check_frame(src: str, dst: str, request_id: int, in_reply_to: int, body: Bo
     require(is_reply or in_reply_to == 0, "in_reply_to on a frame that is not a reply")
     if isinstance(body, Hello):
         require(body.cluster_id != "", "empty cluster_id")
+        require(body.incarnation == "" or _INCARNATION.fullmatch(body.incarnation) is not None,
+                "incarnation is not lower-case hex of at most 32 digits")
     else:
         _check_message(body)
 
@@ -223,6 +239,8 @@ def _check_message(msg: Message) -> None:
         require(end <= msg.total_size, "chunk ends past total_size")
         require(not msg.done or end == msg.total_size, "last chunk does not end at total_size")
         require(0 <= msg.checksum <= UINT32_MAX, "checksum is not 32 bits")
+    elif isinstance(msg, TimeoutNow):
+        require(msg.term >= 1, "TimeoutNow in term 0")
 
 
 def _check_log_position(index: int, term: int, msg_term: int, what: str) -> None:

@@ -42,24 +42,36 @@ class Entry(_message.Message):
     def __init__(self, term: _Optional[int] = ..., index: _Optional[int] = ..., type: _Optional[_Union[EntryType, str]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class RequestVote(_message.Message):
-    __slots__ = ("term", "candidate_id", "last_log_index", "last_log_term")
+    __slots__ = ("term", "candidate_id", "last_log_index", "last_log_term", "pre_vote", "transfer")
     TERM_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_LOG_INDEX_FIELD_NUMBER: _ClassVar[int]
     LAST_LOG_TERM_FIELD_NUMBER: _ClassVar[int]
+    PRE_VOTE_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_FIELD_NUMBER: _ClassVar[int]
     term: int
     candidate_id: str
     last_log_index: int
     last_log_term: int
-    def __init__(self, term: _Optional[int] = ..., candidate_id: _Optional[str] = ..., last_log_index: _Optional[int] = ..., last_log_term: _Optional[int] = ...) -> None: ...
+    pre_vote: bool
+    transfer: bool
+    def __init__(self, term: _Optional[int] = ..., candidate_id: _Optional[str] = ..., last_log_index: _Optional[int] = ..., last_log_term: _Optional[int] = ..., pre_vote: _Optional[bool] = ..., transfer: _Optional[bool] = ...) -> None: ...
 
 class RequestVoteReply(_message.Message):
-    __slots__ = ("term", "vote_granted")
+    __slots__ = ("term", "vote_granted", "pre_vote")
     TERM_FIELD_NUMBER: _ClassVar[int]
     VOTE_GRANTED_FIELD_NUMBER: _ClassVar[int]
+    PRE_VOTE_FIELD_NUMBER: _ClassVar[int]
     term: int
     vote_granted: bool
-    def __init__(self, term: _Optional[int] = ..., vote_granted: _Optional[bool] = ...) -> None: ...
+    pre_vote: bool
+    def __init__(self, term: _Optional[int] = ..., vote_granted: _Optional[bool] = ..., pre_vote: _Optional[bool] = ...) -> None: ...
+
+class TimeoutNow(_message.Message):
+    __slots__ = ("term",)
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    term: int
+    def __init__(self, term: _Optional[int] = ...) -> None: ...
 
 class AppendEntries(_message.Message):
     __slots__ = ("term", "leader_id", "prev_log_index", "prev_log_term", "entries", "leader_commit", "read_seq")
@@ -302,14 +314,16 @@ class KvCommand(_message.Message):
     def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., txn: _Optional[_Union[Txn, _Mapping]] = ..., lease_grant: _Optional[_Union[LeaseGrant, _Mapping]] = ..., lease_renew: _Optional[_Union[LeaseRenew, _Mapping]] = ..., lease_checkpoint: _Optional[_Union[LeaseCheckpoint, _Mapping]] = ..., lease_revoke: _Optional[_Union[LeaseRevoke, _Mapping]] = ...) -> None: ...
 
 class Member(_message.Message):
-    __slots__ = ("id", "raft_address", "http_address")
+    __slots__ = ("id", "raft_address", "http_address", "learner")
     ID_FIELD_NUMBER: _ClassVar[int]
     RAFT_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HTTP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LEARNER_FIELD_NUMBER: _ClassVar[int]
     id: str
     raft_address: str
     http_address: str
-    def __init__(self, id: _Optional[str] = ..., raft_address: _Optional[str] = ..., http_address: _Optional[str] = ...) -> None: ...
+    learner: bool
+    def __init__(self, id: _Optional[str] = ..., raft_address: _Optional[str] = ..., http_address: _Optional[str] = ..., learner: _Optional[bool] = ...) -> None: ...
 
 class Membership(_message.Message):
     __slots__ = ("members",)
@@ -318,13 +332,15 @@ class Membership(_message.Message):
     def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("cluster_id",)
+    __slots__ = ("cluster_id", "incarnation")
     CLUSTER_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     cluster_id: str
-    def __init__(self, cluster_id: _Optional[str] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, cluster_id: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class Envelope(_message.Message):
-    __slots__ = ("request_id", "in_reply_to", "src", "dst", "src_http_address", "hello", "request_vote", "request_vote_reply", "append_entries", "append_entries_reply", "install_snapshot", "install_snapshot_reply", "read_index_request", "read_index_reply")
+    __slots__ = ("request_id", "in_reply_to", "src", "dst", "src_http_address", "hello", "request_vote", "request_vote_reply", "append_entries", "append_entries_reply", "install_snapshot", "install_snapshot_reply", "read_index_request", "read_index_reply", "timeout_now")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     IN_REPLY_TO_FIELD_NUMBER: _ClassVar[int]
     SRC_FIELD_NUMBER: _ClassVar[int]
@@ -339,6 +355,7 @@ class Envelope(_message.Message):
     INSTALL_SNAPSHOT_REPLY_FIELD_NUMBER: _ClassVar[int]
     READ_INDEX_REQUEST_FIELD_NUMBER: _ClassVar[int]
     READ_INDEX_REPLY_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_NOW_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     in_reply_to: int
     src: str
@@ -353,4 +370,5 @@ class Envelope(_message.Message):
     install_snapshot_reply: InstallSnapshotReply
     read_index_request: ReadIndexRequest
     read_index_reply: ReadIndexReply
-    def __init__(self, request_id: _Optional[int] = ..., in_reply_to: _Optional[int] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., src_http_address: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., request_vote: _Optional[_Union[RequestVote, _Mapping]] = ..., request_vote_reply: _Optional[_Union[RequestVoteReply, _Mapping]] = ..., append_entries: _Optional[_Union[AppendEntries, _Mapping]] = ..., append_entries_reply: _Optional[_Union[AppendEntriesReply, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., install_snapshot_reply: _Optional[_Union[InstallSnapshotReply, _Mapping]] = ..., read_index_request: _Optional[_Union[ReadIndexRequest, _Mapping]] = ..., read_index_reply: _Optional[_Union[ReadIndexReply, _Mapping]] = ...) -> None: ...
+    timeout_now: TimeoutNow
+    def __init__(self, request_id: _Optional[int] = ..., in_reply_to: _Optional[int] = ..., src: _Optional[str] = ..., dst: _Optional[str] = ..., src_http_address: _Optional[str] = ..., hello: _Optional[_Union[Hello, _Mapping]] = ..., request_vote: _Optional[_Union[RequestVote, _Mapping]] = ..., request_vote_reply: _Optional[_Union[RequestVoteReply, _Mapping]] = ..., append_entries: _Optional[_Union[AppendEntries, _Mapping]] = ..., append_entries_reply: _Optional[_Union[AppendEntriesReply, _Mapping]] = ..., install_snapshot: _Optional[_Union[InstallSnapshot, _Mapping]] = ..., install_snapshot_reply: _Optional[_Union[InstallSnapshotReply, _Mapping]] = ..., read_index_request: _Optional[_Union[ReadIndexRequest, _Mapping]] = ..., read_index_reply: _Optional[_Union[ReadIndexReply, _Mapping]] = ..., timeout_now: _Optional[_Union[TimeoutNow, _Mapping]] = ...) -> None: ...

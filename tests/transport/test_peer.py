@@ -20,6 +20,8 @@ class FakeOwner:
         self.clock = Clock()
         self.hello_timeout = 5.0
         self.peers = {"a", "b"}
+        self.refuse: dict[str, str] = {}  # peer -> why its Hello is not admitted
+        self.admitted = []
         self.opened, self.identified, self.frames, self.closed = [], [], [], []
 
     def is_peer(self, node_id):
@@ -27,6 +29,10 @@ class FakeOwner:
 
     def hello_frame(self, peer):
         return encode_hello(self.node_id, peer, "me:80", self.cluster_id)
+
+    def admit(self, conn, peer, hello):
+        self.admitted.append((peer, hello))
+        return self.refuse.get(peer)
 
     def connection_opened(self, conn):
         self.opened.append(conn)
@@ -45,8 +51,8 @@ def framed(*frames):
     return b"".join(pack("!I", len(f)) + f for f in frames)
 
 
-def hello(src="a", dst="me", cluster="c1"):
-    return encode_hello(src, dst, f"{src}:80", cluster)
+def hello(src="a", dst="me", cluster="c1", incarnation="a1"):
+    return encode_hello(src, dst, f"{src}:80", cluster, incarnation)
 
 
 def vote(src="a", dst="me", **ids):
@@ -153,3 +159,26 @@ def test_replies_pass_the_checks_like_requests():
                            in_reply_to=3)
     proto.dataReceived(framed(hello(), reply))
     assert owner.frames[0].in_reply_to == 3
+
+
+def test_the_owner_sees_the_hello_with_its_incarnation_before_identifying_the_peer():
+    owner, proto, _ = accept()
+    proto.dataReceived(framed(hello(incarnation="beef")))
+    assert owner.admitted == [("a", Hello("c1", "beef"))]
+    assert owner.identified == ["a"]
+
+
+def test_a_hello_the_owner_refuses_closes_without_a_warning_of_its_own(transport_log):
+    owner, proto, transport = accept()
+    owner.refuse["a"] = "member a is known with another data directory"
+    proto.dataReceived(framed(hello(), vote()))
+    assert transport.disconnected
+    assert owner.identified == [] and owner.frames == []
+    assert proto.rejected_for == "member a is known with another data directory"
+    assert transport_log.warnings() == []  # the owner rate-limits its own line
+
+
+def test_other_checks_run_before_the_owner_is_asked():
+    owner, proto, _ = accept()
+    proto.dataReceived(framed(hello(src="mallory")))
+    assert owner.admitted == []

@@ -23,7 +23,9 @@ from leifdb.raft.messages import (
     ReadIndexRequest,
     RequestVote,
     RequestVoteReply,
+    TimeoutNow,
 )
+from leifdb.storage.identity import PeerPins
 from leifdb.transport import RaftTransport
 from leifdb.wire import encode_hello, encode_message
 
@@ -129,6 +131,7 @@ def every_message(src, dst):
         InstallSnapshotReply(src, dst, 3, 100, 5, True),
         ReadIndexRequest(src, dst, 3, 42),
         ReadIndexReply(src, dst, 3, 42, 99, True),
+        TimeoutNow(src, dst, 3),
     ]
 
 
@@ -141,7 +144,7 @@ async def test_two_transports_exchange_every_message_type(nodes, transport_log):
         a.send(msg)
     for msg in every_message("b", "a"):
         b.send(msg)
-    await eventually(lambda: len(a.inbox.messages) == len(b.inbox.messages) == 8, "delivery")
+    await eventually(lambda: len(a.inbox.messages) == len(b.inbox.messages) == 9, "delivery")
 
     assert b.inbox.bodies() == every_message("a", "b")
     assert a.inbox.bodies() == every_message("b", "a")
@@ -191,6 +194,32 @@ async def test_reconnects_after_the_peer_restarts(nodes):
                      "reconnection both ways")
     await resend_until_received(a, RequestVote("a", "b", 6, 0, 0), b2)
     await resend_until_received(b2, RequestVoteReply("b", "a", 6, True), a)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_wiped_peer_is_not_heard_until_its_pin_is_cleared(nodes, tmp_path):
+    """b restarts on a new data directory (another incarnation) under its old id: a, which
+    pinned b's first incarnation on disk, drops its connections until b was re-added."""
+    pins = PeerPins.open(tmp_path)
+    a = nodes.make("a", pins=pins, incarnation="aaaa0000aaaa0000")
+    b = nodes.make("b", peers={"a": ("127.0.0.1", a.port)}, incarnation="b1b1b1b1b1b1b1b1")
+    a.update_peers({"b": ("127.0.0.1", b.port)})
+    await resend_until_received(b, RequestVote("b", "a", 2, 0, 0), a)
+    assert PeerPins.open(tmp_path).pinned() == {"b": "b1b1b1b1b1b1b1b1"}
+    port = b.port
+    await b.stop()
+
+    wiped = nodes.make("b", port=port, peers={"a": ("127.0.0.1", a.port)},
+                       incarnation="b2b2b2b2b2b2b2b2")
+    await eventually(lambda: a.stats.incarnations_refused >= 2, "a to refuse b's redials")
+    for _ in range(5):
+        wiped.send(RequestVote("b", "a", 3, 0, 0))
+        await task.deferLater(reactor(), 0.02)
+    assert RequestVote("b", "a", 3, 0, 0) not in a.inbox.bodies()
+
+    pins.clear("b")  # b was removed and added again
+    await resend_until_received(wiped, RequestVote("b", "a", 4, 0, 0), a)
+    assert PeerPins.open(tmp_path).pinned() == {"b": "b2b2b2b2b2b2b2b2"}
 
 
 BAD_CLIENTS = {

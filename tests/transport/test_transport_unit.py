@@ -16,8 +16,9 @@ from leifdb.raft.messages import (
     Entry,
     InstallSnapshot,
     RequestVote,
+    TimeoutNow,
 )
-from leifdb.transport import RaftTransport
+from leifdb.transport import RaftTransport, incarnation_refused
 from leifdb.wire import decode_frame, encode_hello, encode_message
 
 
@@ -64,14 +65,14 @@ def make(**options):
     return reactor, net, t, received, unreachable
 
 
-def accept_from(reactor, transport_hello_src="b"):
+def accept_from(reactor, transport_hello_src="b", incarnation=""):
     """An inbound connection from peer ``b`` that has sent its Hello."""
     factory = reactor.tcpServers[0][1]
     proto = factory.buildProtocol(None)
     wire = StringTransportWithDisconnection()
     wire.protocol = proto
     proto.makeConnection(wire)
-    hello = encode_hello(transport_hello_src, "a", "b:80", "leifdb")
+    hello = encode_hello(transport_hello_src, "a", "b:80", "leifdb", incarnation)
     proto.dataReceived(pack("!I", len(hello)) + hello)
     return proto
 
@@ -203,3 +204,120 @@ def test_callbacks_that_raise_are_logged_not_propagated(transport_log):
     net.wires["b"].protocol.connectionLost(Failure(ConnectionDone()))
     assert not inbound.lost
     assert len(transport_log.warnings()) == 2
+
+
+def test_a_timeout_now_waits_for_no_reply():
+    """TimeoutNow is one-way: it must never count as an unanswered request."""
+    reactor, net, t, _, unreachable = make(request_timeout=5.0)
+    t.send(TimeoutNow("a", "b", 4))
+    frame = net.frames("b")[-1]
+    assert frame.body == TimeoutNow("a", "b", 4)
+    assert (frame.request_id, frame.in_reply_to) == (0, 0)
+    assert t.unanswered("b") == 0
+    reactor.advance(60)
+    assert unreachable == [] and t.stats.request_timeouts == 0
+
+
+class Pins:
+    """In memory, as ``leifdb.storage.identity.PeerPins`` behaves."""
+
+    def __init__(self, pinned=None, broken=False):
+        self.pinned = dict(pinned or {})
+        self.broken = broken
+
+    def check(self, peer_id, incarnation):
+        if self.broken:
+            raise OSError("disk full")
+        return self.pinned.setdefault(peer_id, incarnation) == incarnation
+
+    def clear(self, peer_id):
+        self.pinned.pop(peer_id, None)
+
+
+def test_our_hello_carries_our_incarnation():
+    reactor, net, t, _, _ = make(incarnation="00ff00ff00ff00ff")
+    hello = net.frames("b")[0].body
+    assert hello.incarnation == "00ff00ff00ff00ff"
+
+
+def test_the_first_incarnation_seen_is_pinned_and_another_one_refused(transport_log):
+    pins = Pins()
+    reactor, net, t, received, _ = make(pins=pins)
+    first = accept_from(reactor, incarnation="aaaa")
+    assert pins.pinned == {"b": "aaaa"} and not first.lost
+    first.transport.loseConnection()
+
+    wiped = accept_from(reactor, incarnation="bbbb")
+    feed(wiped, encode_message(RequestVote("b", "a", 9, 0, 0), src_http_address="b:80",
+                               request_id=1))
+    assert wiped.lost and received == []  # its vote request never reaches the core
+    assert wiped.rejected_for == incarnation_refused("b") == (
+        "member b is known with another data directory: it was wiped or replaced; "
+        "remove and re-add it")
+    assert t.stats.incarnations_refused == 1
+    assert len(transport_log.warnings()) == 1
+    assert pins.pinned == {"b": "aaaa"}
+
+
+def test_refusals_are_logged_at_most_once_a_minute_per_peer(transport_log):
+    reactor, net, t, _, _ = make(pins=Pins({"b": "aaaa"}))
+    for _ in range(5):
+        assert accept_from(reactor, incarnation="bbbb").lost
+        reactor.advance(10)
+    assert len(transport_log.warnings()) == 1
+    reactor.advance(20)
+    assert accept_from(reactor, incarnation="bbbb").lost
+    assert len(transport_log.warnings()) == 2
+    assert t.stats.incarnations_refused == 6
+
+
+def test_a_cleared_pin_admits_the_new_incarnation():
+    pins = Pins({"b": "aaaa"})
+    reactor, net, t, _, _ = make(pins=pins)
+    assert accept_from(reactor, incarnation="bbbb").lost
+    t.pins.clear("b")  # the node applied the entry re-adding b
+    assert not accept_from(reactor, incarnation="bbbb").lost
+    assert pins.pinned == {"b": "bbbb"}
+
+
+def test_a_hello_without_incarnation_is_admitted_and_pins_nothing():
+    pins = Pins({"b": "aaaa"})
+    reactor, net, t, _, _ = make(pins=pins)
+    assert not accept_from(reactor, incarnation="").lost
+    assert pins.pinned == {"b": "aaaa"}
+
+
+def test_a_pin_that_cannot_be_stored_refuses_the_peer(transport_log):
+    reactor, net, t, received, _ = make(pins=Pins(broken=True))
+    conn = accept_from(reactor, incarnation="aaaa")
+    assert conn.lost
+    assert "cannot record the incarnation of b: disk full" in transport_log.warnings()[0]
+
+
+def test_a_peer_added_later_is_dialed_and_admitted_inbound():
+    reactor, net, t, received, _ = make()
+    assert accept_from(reactor, transport_hello_src="c").lost  # not a member yet
+    t.update_peers({"b": ("b", 1), "c": ("c", 1)})
+    assert t.connected_peers() == {"b", "c"}
+    inbound = accept_from(reactor, transport_hello_src="c")
+    assert not inbound.lost
+    feed(inbound, encode_message(AppendEntriesReply("c", "a", 1, True, 0),
+                                 src_http_address="c:80"))
+    assert [m for m, _ in received] == [AppendEntriesReply("c", "a", 1, True, 0)]
+    t.send(AppendEntries("a", "c", 1, 0, 0, (), 0))
+    assert net.frames("c")[-1].body == AppendEntries("a", "c", 1, 0, 0, (), 0)
+
+
+def test_a_removed_peer_is_disconnected_both_ways_and_not_redialed():
+    reactor, net, t, received, unreachable = make()
+    inbound = accept_from(reactor)
+    outbound = net.wires["b"]
+    t.update_peers({})
+    assert inbound.lost and outbound.protocol.lost
+    assert t.connected_peers() == frozenset()
+    reactor.advance(100)
+    assert net.wires["b"] is outbound  # no new dial
+    assert accept_from(reactor).lost
+    t.send(RequestVote("a", "b", 1, 0, 0))
+    assert t.stats.dropped_invalid == 1
+    assert unreachable == []

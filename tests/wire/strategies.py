@@ -30,6 +30,7 @@ from leifdb.raft.messages import (
     ReadIndexRequest,
     RequestVote,
     RequestVoteReply,
+    TimeoutNow,
 )
 
 U64 = 2**64 - 1
@@ -62,13 +63,20 @@ def request_votes(draw):
     src, dst = draw(src_dst())
     term = draw(terms)
     index, last_term = draw(log_position(term))
-    return RequestVote(src, dst, term, index, last_term)
+    return RequestVote(src, dst, term, index, last_term, draw(st.booleans()),
+                       draw(st.booleans()))
 
 
 @st.composite
 def request_vote_replies(draw):
     src, dst = draw(src_dst())
-    return RequestVoteReply(src, dst, draw(u64), draw(st.booleans()))
+    return RequestVoteReply(src, dst, draw(u64), draw(st.booleans()), draw(st.booleans()))
+
+
+@st.composite
+def timeout_nows(draw):
+    src, dst = draw(src_dst())
+    return TimeoutNow(src, dst, draw(terms))
 
 
 @st.composite
@@ -137,6 +145,7 @@ MESSAGES = {
     "InstallSnapshotReply": install_snapshot_replies(),
     "ReadIndexRequest": read_index_requests(),
     "ReadIndexReply": read_index_replies(),
+    "TimeoutNow": timeout_nows(),
 }
 messages = st.one_of(*MESSAGES.values())
 
@@ -188,6 +197,7 @@ hosts = st.one_of(st.sampled_from(["127.0.0.1", "[::1]", "node-1.example"]),
                   st.from_regex(r"[a-z][a-z0-9.-]{0,15}", fullmatch=True))
 addresses = st.builds("{}:{}".format, hosts, st.integers(1, 65535))
 memberships = st.lists(
-    st.builds(Member, node_ids, addresses, st.one_of(st.just(""), addresses)),
+    st.builds(Member, node_ids, addresses, st.one_of(st.just(""), addresses), st.booleans()),
     min_size=1, max_size=7, unique_by=lambda m: m.id,
 )
+incarnations = st.from_regex(r"[0-9a-f]{1,32}", fullmatch=True)

@@ -93,6 +93,24 @@ def test_memberships_round_trip_in_order(members):
     assert decode_membership(encode_membership(members)) == members
 
 
+def test_learners_keep_their_flag():
+    members = [Member("a", "h:1", "h:2"), Member("b", "h:3", "", learner=True)]
+    decoded = decode_membership(encode_membership(members))
+    assert [m.learner for m in decoded] == [False, True]
+
+
+def test_a_learner_flag_must_be_a_bool():
+    with pytest.raises(EncodeError, match="learner of 'a' is not a bool"):
+        encode_membership([Member("a", "h:1", learner="yes")])
+
+
+def test_a_membership_written_before_learners_decodes_as_all_voters():
+    old = pb.Membership(members=[pb.Member(id="a", raft_address="h:1"),
+                                 pb.Member(id="b", raft_address="h:2", http_address="h:3")])
+    assert decode_membership(old.SerializeToString()) == [
+        Member("a", "h:1"), Member("b", "h:2", "h:3")]
+
+
 @pytest.mark.parametrize("cmd", [
     Put("", "v"),
     Delete(""),
@@ -174,7 +192,8 @@ def test_bad_memberships_fail_both_ways(members):
     with pytest.raises(EncodeError):
         encode_membership(members)
     raw = pb.Membership(members=[
-        pb.Member(id=m.id, raft_address=m.raft_address, http_address=m.http_address)
+        pb.Member(id=m.id, raft_address=m.raft_address, http_address=m.http_address,
+                  learner=m.learner)
         for m in members]).SerializeToString()
     with pytest.raises(DecodeError):
         decode_membership(raw)

@@ -16,6 +16,8 @@ from leifdb.raft.messages import (
     InstallSnapshot,
     ReadIndexReply,
     RequestVote,
+    RequestVoteReply,
+    TimeoutNow,
 )
 from leifdb.wire import (
     REQUEST_OF_REPLY,
@@ -43,7 +45,8 @@ def _round_trip_test(strategy):
     @given(msg=strategy, http=s.text, corr=s.u64)
     @DETERMINISTIC
     def test(msg, http, corr):
-        ids = {"request_id": corr} if isinstance(msg, REQUEST_TYPES) else {"in_reply_to": corr}
+        ids = ({"request_id": corr} if isinstance(msg, REQUEST_TYPES)
+               else {"in_reply_to": corr} if type(msg) in REQUEST_OF_REPLY else {})
 
         frame = decode_frame(encode_message(msg, src_http_address=http, **ids))
 
@@ -73,12 +76,46 @@ def test_entries_of_all_entry_types_round_trip():
     assert frame_of(msg, request_id=1).body == msg
 
 
-@given(s.src_dst(), s.text, s.node_ids)
+@given(s.src_dst(), s.text, s.node_ids, st.just("") | s.incarnations)
 @DETERMINISTIC
-def test_hello_round_trips(ends, http, cluster_id):
+def test_hello_round_trips(ends, http, cluster_id, incarnation):
     src, dst = ends
-    assert decode_frame(encode_hello(src, dst, http, cluster_id)) == Frame(
-        src, dst, http, 0, 0, Hello(cluster_id))
+    assert decode_frame(encode_hello(src, dst, http, cluster_id, incarnation)) == Frame(
+        src, dst, http, 0, 0, Hello(cluster_id, incarnation))
+
+
+def test_a_hello_from_a_node_older_than_incarnations_decodes_with_none():
+    old = envelope(hello=pb.Hello(cluster_id="c"))
+    assert decode_frame(old).body == Hello("c", "")
+
+
+def test_new_vote_fields_default_to_off_for_older_senders():
+    """A RequestVote without pre_vote/transfer (an older node) is an ordinary vote."""
+    frame = decode_frame(envelope(request_id=1, request_vote=pb.RequestVote(
+        term=2, candidate_id="a", last_log_index=1, last_log_term=1)))
+    assert frame.body == RequestVote("a", "b", 2, 1, 1, pre_vote=False, transfer=False)
+    reply = decode_frame(envelope(request_vote_reply=pb.RequestVoteReply(term=2)))
+    assert reply.body == RequestVoteReply("a", "b", 2, False, pre_vote=False)
+
+
+def test_pre_vote_and_transfer_survive_the_wire():
+    vote = RequestVote("a", "b", 5, 3, 2, pre_vote=True, transfer=True)
+    assert frame_of(vote, request_id=9).body == vote
+    reply = RequestVoteReply("b", "a", 4, True, pre_vote=True)
+    assert frame_of(reply, in_reply_to=9).body == reply
+
+
+def test_timeout_now_is_one_way():
+    """No reply ever answers it, so it must carry no request id: the transport would
+    otherwise wait for an answer and report the peer unreachable."""
+    assert not isinstance(TimeoutNow("a", "b", 3), REQUEST_TYPES)
+    assert TimeoutNow not in REQUEST_OF_REPLY
+    assert frame_of(TimeoutNow("a", "b", 3)) == Frame("a", "b", "10.0.0.1:8080", 0, 0,
+                                                      TimeoutNow("a", "b", 3))
+    with pytest.raises(EncodeError):
+        encode_message(TimeoutNow("a", "b", 3), src_http_address="", request_id=1)
+    with pytest.raises(EncodeError):
+        encode_message(TimeoutNow("a", "b", 3), src_http_address="", in_reply_to=1)
 
 
 def test_every_schema_field_is_mapped():
@@ -162,6 +199,11 @@ BAD_FRAMES = {
         term=1, candidate_id="a")),
     "request_id on a reply": envelope(request_id=4, request_vote_reply=pb.RequestVoteReply()),
     "request_id on hello": envelope(request_id=4, hello=pb.Hello(cluster_id="c")),
+    "incarnation not hex": envelope(hello=pb.Hello(cluster_id="c", incarnation="xyz")),
+    "incarnation upper case": envelope(hello=pb.Hello(cluster_id="c", incarnation="ABC")),
+    "incarnation too long": envelope(hello=pb.Hello(cluster_id="c", incarnation="a" * 33)),
+    "request_id on timeout_now": envelope(request_id=4, timeout_now=pb.TimeoutNow(term=1)),
+    "timeout_now in term 0": envelope(timeout_now=pb.TimeoutNow()),
     "snapshot at index 0": envelope(install_snapshot=pb.InstallSnapshot(
         term=1, leader_id="a", last_included_term=1)),
     "chunk past total size": envelope(install_snapshot=pb.InstallSnapshot(
@@ -196,6 +238,8 @@ BAD_VALUES = {
     "checksum too big": InstallSnapshot("a", "b", 1, 1, 1, checksum=2**32),
     "chunk past total size": InstallSnapshot("a", "b", 1, 1, 1, data=b"x"),
     "not a message": Hello("c"),
+    "timeout_now in term 0": TimeoutNow("a", "b", 0),
+    "pre_vote not a bool": RequestVote("a", "b", 1, 0, 0, pre_vote="yes"),
 }
 
 
@@ -213,3 +257,5 @@ def test_correlation_ids_belong_to_their_kind_of_message():
         encode_message(RequestVote("a", "b", 1, 0, 0), src_http_address="", in_reply_to=3)
     with pytest.raises(EncodeError):
         encode_hello("a", "b", "h:1", "")
+    with pytest.raises(EncodeError):
+        encode_hello("a", "b", "h:1", "c", "not hex")
