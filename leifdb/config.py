@@ -16,6 +16,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from twisted.python import usage
 
@@ -78,10 +79,15 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "Data directory, created if missing (default: ~/.leifdb/<FNV-1 hash of "
                "this node's host:raft-port>)."),
     OptionSpec("mode", "LEIFDB_MODE", "single",
-               "'single' (a one-node cluster) or 'multi' (needs --members)."),
+               "'single' (a one-node cluster) or 'multi' (needs --members or --join)."),
     OptionSpec("members", "LEIFDB_MEMBER_NODES", None,
-               "Multi mode: comma-separated host:raft-port (or name=host:raft-port) of "
-               "every member, this node included."),
+               "Multi mode, to bootstrap a new cluster: comma-separated host:raft-port (or "
+               "name=host:raft-port) of every member, this node included."),
+    OptionSpec("join", "LEIFDB_JOIN", None,
+               "Join a running cluster instead of bootstrapping one: the HTTP URL of one of "
+               "its nodes (or several, comma-separated). A node with an empty data "
+               "directory fetches the members there and adds itself as a learner; a node "
+               "restarting on its data directory ignores it."),
     OptionSpec("name", "LEIFDB_NAME", None,
                "This node's name in --members (default: find it by --host:--raft-port)."),
     OptionSpec("election-timeout", "LEIFDB_ELECTION_TIMEOUT", str(default_of("election_timeout_ms")),
@@ -199,11 +205,30 @@ def build_config(options: Mapping[str, str | None], environ: Mapping[str, str]) 
     if name is not None and not _NAME.fullmatch(name):
         raise ConfigError(f"{values.source('name')}: bad node name {name!r}")
     members_text = values.get("members")
+    join = _join_endpoints(values)
 
-    if mode == "multi":
+    if join is not None:
+        if members_text is not None:
+            raise ConfigError(
+                f"{values.source('join')} and {values.source('members')} exclude each other: "
+                "--members bootstraps a new cluster, --join adds this node to a running one"
+            )
+        if values.get("mode") is not None and mode != "multi":
+            raise ConfigError(
+                f"{values.source('join')} runs a cluster member: drop "
+                f"{values.source('mode')} {mode} (or make it multi)"
+            )
+        host = explicit_host or outbound_address()
+        raft_port = explicit_raft_port or int(_SPECS["raft-port"].default or 0)
+        raft_address = f"{host}:{raft_port}"
+        # A learner until the cluster it joins says otherwise.
+        me = Member(id=name or raft_address, raft_address=raft_address, learner=True)
+        members: tuple[Member, ...] = (me,)
+    elif mode == "multi":
         if members_text is None:
             raise ConfigError(
-                "--mode multi needs --members (LEIFDB_MEMBER_NODES): host:raft-port of every member"
+                "--mode multi needs --members (LEIFDB_MEMBER_NODES): host:raft-port of every "
+                "member, or --join (LEIFDB_JOIN) to join a running cluster"
             )
         members = parse_members(members_text, values.source("members"))
         me = _find_self(members, name, explicit_host, explicit_raft_port, values)
@@ -226,7 +251,8 @@ def build_config(options: Mapping[str, str | None], environ: Mapping[str, str]) 
 
     http_address = f"{host}:{http_port}"
     members = tuple(
-        Member(m.id, m.raft_address, http_address) if m.id == me.id else m for m in members
+        Member(m.id, m.raft_address, http_address, m.learner) if m.id == me.id else m
+        for m in members
     )
     election = values.integer("election-timeout", 1, 3_600_000)
     heartbeat = values.integer("heartbeat-interval", 1, 3_600_000)
@@ -259,6 +285,8 @@ def build_config(options: Mapping[str, str | None], environ: Mapping[str, str]) 
             history_bytes=values.integer("watch-history-bytes", 1, 1 << 50),
         ),
         cluster_id=cluster_id,
+        join=join,
+        bootstrap=join is None,
         log_level=_log_level(values),
         unsafe_test_writeback_fs=bool(options.get(WRITEBACK_FLAG)),
     )
@@ -286,6 +314,30 @@ def _find_self(
         f"this node ({address}) is not among the members ({listed}); "
         "set --name, or --host and --raft-port to match its entry"
     )
+
+
+def _join_endpoints(values: _Values) -> str | None:
+    """``--join``'s URLs, normalized to ``http://host:port`` and comma-separated."""
+    text = values.get("join")
+    if text is None:
+        return None
+    urls = []
+    for entry in text.split(","):
+        if not entry.strip():
+            raise ConfigError(f"{values.source('join')} has an empty entry in {text!r}")
+        entry = entry.strip()
+        try:
+            parts = urlsplit(entry if "://" in entry else f"http://{entry}")
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        if (parts is None or parts.scheme != "http" or not parts.hostname
+                or parts.path not in ("", "/") or parts.query or parts.username):
+            raise ConfigError(
+                f"{values.source('join')}: {entry!r} is not an http://host:port URL"
+            )
+        urls.append(f"http://{parts.netloc}" if port else f"http://{parts.netloc}:80")
+    return ",".join(urls)
 
 
 def _data_dir(values: _Values, raft_address: str) -> Path:

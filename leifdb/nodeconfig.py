@@ -13,11 +13,19 @@ from leifdb.service.api import ServiceLimits
 @dataclass(frozen=True)
 class NodeConfig:
     """``node_id`` is this node's identity (its ``name=`` in ``members``, else
-    ``host:raft_port``). ``members`` lists every voter, this node included; each member's
+    ``host:raft_port``). ``members`` lists every member, this node included; each member's
     ``raft_address`` is where peers dial it (for this node: where it is reached, while
     ``raft_listen_port`` is what it binds). ``http_address`` is the ``host:port`` clients
     (and redirects) use for this node. The defaults here and in ``ServiceLimits`` are the
-    only definitions of each default: ``leifdb.config`` shows and applies them."""
+    only definitions of each default: ``leifdb.config`` shows and applies them.
+
+    ``bootstrap`` (default: ``join`` is None): the voters of ``members`` are the cluster's
+    first configuration, used only while neither the log nor a snapshot holds one
+    (``--members``). Not so for a node that joins a running cluster (``join``: the
+    endpoints it asks, comma-separated): it starts with no configuration of its own,
+    neither campaigns nor votes, and learns the cluster's configuration from the leader's
+    log; its ``members`` (this node as a learner until the join fetched the list) only
+    tell the transport whom to dial."""
 
     node_id: str
     members: tuple[Member, ...]
@@ -32,10 +40,21 @@ class NodeConfig:
     retain_snapshots: int = 2
     limits: ServiceLimits = field(default_factory=ServiceLimits)
     cluster_id: str = "leifdb"
+    join: str | None = None
+    bootstrap: bool = None  # type: ignore[assignment]  # set by __post_init__: not join
+    # Set by ``--join``: the configuration index the cluster reported with this node in it;
+    # recorded in the identity, so older removals of this id are not taken for its own.
+    joined_index: int = 0
     log_level: str = "info"
     # TEST ONLY (``--unsafe-test-writeback-fs``): the storage keeps what it has not synced
     # in this process's memory (``leifdb.storage.writeback``), so SIGKILL is a power cut.
     unsafe_test_writeback_fs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.bootstrap is None:
+            object.__setattr__(self, "bootstrap", self.join is None)
+        elif self.join is not None and self.bootstrap:
+            raise ValueError("a node that joins a cluster (join) cannot bootstrap one")
 
     def member(self, node_id: str) -> Member:
         for member in self.members:

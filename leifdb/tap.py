@@ -4,26 +4,36 @@ API out.
 ``makeService`` returns a ``MultiService`` of two children: ``NodeService`` (starts and
 stops the ``Node``) and ``HttpService`` (listens once the node has started, stops first).
 
-Exit status, which twistd itself cannot set: a node that fails to start, or an HTTP port
-that cannot be bound, logs one critical line, stops the reactor and ends the process with
-status 1 once twistd has cleaned up (removed its pid file). A SIGTERM/SIGINT whose shutdown
-completes cleanly ends with status 0 (twistd would otherwise re-raise the signal); one that
-times out ends with status 1.
+Before the node starts, ``NodeLauncher`` loads (or makes) the data directory's identity
+and peer pins (``leifdb.storage.identity``) and, for a node started with ``--join`` on an
+empty data directory, joins the running cluster (``ClusterJoin``): it fetches the members
+and adds itself as a learner, so the node starts with no bootstrap configuration of its own.
+
+Exit status, which twistd itself cannot set: a node that fails to start (a data directory
+of another member or of a removed one, a cluster it cannot join...), or an HTTP port that
+cannot be bound, logs one critical line, stops the reactor and ends the process with
+status 1 once twistd has cleaned up (removed its pid file). On SIGTERM/SIGINT a leader
+first hands leadership to another voter (bounded), so a rolling restart costs no election
+timeout; a shutdown that completes cleanly ends with status 0 (twistd would otherwise
+re-raise the signal); one that times out ends with status 1.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError, ReactorNotRunning
+from twisted.internet.task import deferLater
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -37,27 +47,48 @@ from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
 
 from leifdb import __version__, config
+from leifdb.client.aio import TwistedTransport
+from leifdb.client.errors import ClientError, OutcomeUnknown
+from leifdb.client.protocol import (
+    JSON_HEADERS,
+    ConnectFailed,
+    Endpoints,
+    NoAnswer,
+    Request,
+    Response,
+    RetryPolicy,
+    Sleep,
+    execute,
+    json_body,
+)
 from leifdb.config import ConfigError, build_config
 from leifdb.http import make_app, make_site
 from leifdb.node import Node
 from leifdb.nodeconfig import NodeConfig
+from leifdb.raft.messages import Member
 from leifdb.service.kvservice import KVService
 from leifdb.storage import DiskStorage, SnapshotStore
 from leifdb.storage.errors import StorageError
 from leifdb.storage.fs import REAL_FS, FileSystem
+from leifdb.storage.identity import PeerPins, load_or_create_identity, read_identity
 from leifdb.storage.threaded import ThreadedStorage
 from leifdb.storage.writeback import WritebackFileSystem
 from leifdb.transport import RaftTransport
+from leifdb.wire import EncodeError, encode_membership
 
 __all__ = [
-    "ExitStatus", "HttpService", "NodeLauncher", "NodeService", "Options", "makeService",
-    "make_service", "storage_file_system",
+    "ClusterJoin", "ExitStatus", "HttpService", "JoinError", "NodeLauncher", "NodeService",
+    "Options", "makeService", "make_service", "storage_file_system",
 ]
 
 log = Logger(namespace="leifdb.tap")
 access_log = Logger(namespace="leifdb.http.access")
 
 STOP_TIMEOUT_SECONDS = 10.0
+#: Of the stop timeout, what a leader may spend handing over before it stops anyway.
+TRANSFER_SHARE = 0.5
+#: How long ``--join`` keeps trying to reach the cluster (no leader, nodes starting...).
+JOIN_DEADLINE_SECONDS = 30.0
 USAGE_ERROR_STATUS = 2
 _LEVELS = {
     "debug": LogLevel.debug,
@@ -65,8 +96,14 @@ _LEVELS = {
     "warn": LogLevel.warn,
     "error": LogLevel.error,
 }
+
+
+class JoinError(Exception):
+    """``--join`` could not get this node into the cluster; the message says what to do."""
+
+
 # Start failures an operator can fix: reported as one line, without a traceback.
-_EXPECTED_START_ERRORS = (StorageError, CannotListenError, OSError)
+_EXPECTED_START_ERRORS = (StorageError, CannotListenError, OSError, JoinError)
 
 
 class Options(config.Options):
@@ -111,8 +148,10 @@ class NodeService(Service):
     """Starts the node when the reactor starts; ``when_started`` fires once it serves.
 
     A failure to start is fatal: ``on_fatal(message)`` is called with one line.
-    ``stopService`` waits for a start in progress, then stops the node, bounded by
-    ``stop_timeout`` seconds; ``clean`` says whether everything stopped in time."""
+    ``stopService`` waits for a start in progress, lets a leader hand leadership over
+    (``node.transfer_leadership_before_stop``, at most ``TRANSFER_SHARE`` of the stop
+    timeout), then stops the node; all of it bounded by ``stop_timeout`` seconds.
+    ``clean`` says whether everything stopped in time."""
 
     name = "leifdb-node"
 
@@ -163,10 +202,23 @@ class NodeService(Service):
     def stopService(self) -> Deferred:
         super().stopService()
         d: Deferred = self._starting if self._starting is not None else succeed(None)
+        d.addCallback(lambda _: self._hand_over() if self._started else None)
         d.addCallback(lambda _: self.node.stop() if self._started else None)
         d.addTimeout(self.stop_timeout, self.reactor)
         d.addErrback(self._stop_failed)
         return d
+
+    def _hand_over(self) -> Deferred:
+        """A leader's transfer before it stops: never fails, never takes more than its
+        share of the stop timeout (the stop goes on either way)."""
+        d = maybeDeferred(lambda: self.node.transfer_leadership_before_stop())
+        d.addTimeout(self.stop_timeout * TRANSFER_SHARE, self.reactor)
+        d.addErrback(self._hand_over_failed)
+        return d
+
+    def _hand_over_failed(self, failure: Failure) -> None:
+        log.warn("stopping without handing leadership over: {error}",
+                 error=_one_line(failure.value))
 
     def _stop_failed(self, failure: Failure) -> None:
         self.clean = False
@@ -324,54 +376,236 @@ def storage_file_system(config: NodeConfig) -> FileSystem:
 
 class NodeLauncher:
     """Opens the data directory when the reactor starts (so a locked or corrupt one is a
-    clean start failure, not a traceback at load time), wires the node to its disk,
-    snapshot store, TCP transport and service, and starts it."""
+    clean start failure, not a traceback at load time), checks or makes its identity,
+    joins the cluster when told to (``--join``, empty data directory), wires the node to
+    its disk, snapshot store, TCP transport and service, and starts it. ``join`` replaces
+    the real ``ClusterJoin`` in tests."""
 
-    def __init__(self, config: NodeConfig, reactor: Any, service: KVService) -> None:
+    def __init__(self, config: NodeConfig, reactor: Any, service: KVService,
+                 join: Callable[[NodeConfig], Deferred] | None = None) -> None:
         self.config = config
         self.reactor = reactor
         self.service = service
         self.node: Node | None = None
+        self._join = join or (lambda cfg: ClusterJoin(cfg, reactor).run())
 
     def start(self) -> Deferred:
+        return ensureDeferred(self._start())
+
+    async def _start(self) -> None:
         config = self.config
+        storage_log = Logger(namespace="leifdb.storage")
+        fs = storage_file_system(config)
+        disk = DiskStorage.open(config.data_dir, logger=storage_log, fs=fs)
         try:
-            storage_log = Logger(namespace="leifdb.storage")
-            fs = storage_file_system(config)
-            disk = DiskStorage.open(config.data_dir, logger=storage_log, fs=fs)
+            data_dir = disk.data_dir.path
+            known = read_identity(data_dir, fs=fs)
+            if config.join is not None and known is not None:
+                log.info(
+                    "--join ignored: {dir} already holds member {id} of cluster {cluster}; "
+                    "restarting from it", dir=data_dir, id=known.member_id,
+                    cluster=known.cluster_id,
+                )
+            elif config.join is not None:
+                config = await self._join(config)
+            identity = load_or_create_identity(data_dir, config.node_id, config.cluster_id,
+                                               fs=fs)
+            if config.joined_index and not identity.joined_index:
+                identity.mark_joined(config.joined_index)
+            pins = PeerPins.open(data_dir, fs=fs)
             snapshots = SnapshotStore(
                 disk.data_dir.snap_dir, retain=config.retain_snapshots, logger=storage_log,
                 fs=fs,
             )
-            peers = {}
-            for member in config.members:
-                if member.id != config.node_id:
-                    host, _, port = member.raft_address.rpartition(":")
-                    peers[member.id] = (host, int(port))
-            transport = RaftTransport(
-                self.reactor,
-                node_id=config.node_id,
-                http_address=config.http_address,
-                peers=peers,
-                cluster_id=config.cluster_id,
-                listen_port=config.raft_listen_port,
-                listen_interface=config.listen_interface,
-            )
-            self.node = Node(
-                config,
-                reactor=self.reactor,
-                storage=ThreadedStorage(disk, self.reactor),
-                snapshots=snapshots,
-                transport=transport,
-                application=self.service,
-            )
-            self.service.attach(self.node)
-        except Exception:
-            return fail()
-        return self.node.start()
+        except BaseException:
+            disk.close()  # releases the data directory's lock
+            raise
+        self.config = config
+        transport = RaftTransport(
+            self.reactor,
+            node_id=config.node_id,
+            http_address=config.http_address,
+            peers=raft_peers(config),
+            cluster_id=config.cluster_id,
+            listen_port=config.raft_listen_port,
+            listen_interface=config.listen_interface,
+            incarnation=identity.incarnation,
+            pins=pins,
+        )
+        self.node = Node(
+            config,
+            reactor=self.reactor,
+            storage=ThreadedStorage(disk, self.reactor),
+            snapshots=snapshots,
+            transport=transport,
+            application=self.service,
+            identity=identity,
+            pins=pins,
+        )
+        self.service.attach(self.node)
+        await self.node.start()
+
+    def transfer_leadership_before_stop(self) -> Deferred:
+        if self.node is None:
+            return succeed(None)
+        return self.node.transfer_leadership_before_stop()
 
     def stop(self) -> Deferred:
         return self.node.stop() if self.node is not None else succeed(None)
+
+
+def raft_peers(config: NodeConfig) -> dict[str, tuple[str, int]]:
+    """Every other member's Raft ``(host, port)``, as the transport dials them."""
+    peers = {}
+    for member in config.members:
+        if member.id != config.node_id:
+            host, _, port = member.raft_address.rpartition(":")
+            peers[member.id] = (host.strip("[]"), int(port))
+    return peers
+
+
+class ClusterJoin:
+    """``--join``: make a node with an empty data directory a member of a running cluster.
+
+    Asks the ``config.join`` endpoints for the members (``GET /cluster/members``, retried
+    for ``deadline`` seconds while no node answers or none knows a leader), and unless
+    this node is among them, adds it as a learner (``POST /cluster/members``, redirected
+    to the leader). ``run`` fires with ``config`` whose ``members`` are the cluster's (this
+    node included) and whose ``cluster_id`` is checked against the cluster's. If the
+    cluster refuses the addition, the node starts anyway and waits for an operator to add
+    it. ``JoinError`` (one line) when this node cannot or must not join: nothing
+    answered, another cluster, its id already taken by a member elsewhere, or by a voter
+    (its old data was lost: it must be removed first)."""
+
+    def __init__(self, config: NodeConfig, reactor: Any, *, http: Any = None,
+                 deadline: float = JOIN_DEADLINE_SECONDS, timeout: float = 5.0) -> None:
+        if config.join is None:
+            raise ValueError("ClusterJoin needs a config with join")
+        self.config = config
+        self.reactor = reactor
+        self.where = config.join
+        self._endpoints = Endpoints(config.join)
+        self._http = http or TwistedTransport(reactor, connect_timeout=timeout)
+        self._policy = RetryPolicy(attempts=1_000_000, cap=1.0, deadline=deadline,
+                                   clock=reactor.seconds)
+        self._timeout = timeout
+
+    def run(self) -> Deferred:
+        return ensureDeferred(self._run())
+
+    async def _run(self) -> NodeConfig:
+        config = self.config
+        me = config.member(config.node_id)
+        cluster_id, members, config_index = await self._members()
+        if cluster_id != config.cluster_id:
+            raise JoinError(
+                f"the cluster at {self.where} is {cluster_id!r}, but this node's cluster id is "
+                f"{config.cluster_id!r}: start it with --cluster-id {cluster_id}"
+            )
+        listed = _find(members, me.id)
+        if listed is None:
+            members, config_index = await self._add(me, members)
+            listed = _find(members, me.id) or Member(me.id, me.raft_address, me.http_address,
+                                                     learner=True)
+        elif listed.raft_address != me.raft_address:
+            raise JoinError(
+                f"member {me.id} of cluster {cluster_id!r} is at {listed.raft_address}, not "
+                f"{me.raft_address}: remove it first (leifdb member remove {me.id}) or start "
+                "this node under another --name"
+            )
+        elif not listed.learner:
+            raise JoinError(
+                f"{me.id} is a voter of cluster {cluster_id!r}, but this data directory is "
+                f"new: its old data was lost. Remove it (leifdb member remove {me.id}), then "
+                "start it again with --join"
+            )
+        else:
+            log.info("Joining cluster {cluster} as learner {id} (already added)",
+                     cluster=cluster_id, id=me.id)
+        mine = Member(me.id, me.raft_address, me.http_address, learner=listed.learner)
+        others = tuple(m for m in members if m.id != me.id)
+        return replace(config, members=(*others, mine), joined_index=config_index)
+
+    async def _members(self) -> tuple[str, tuple[Member, ...], int]:
+        request = Request("cluster_members", "GET", "/cluster/members", leader=False)
+        try:
+            return self._parse(await self._call(request))
+        except ClientError as e:
+            raise JoinError(f"cannot fetch the members at {self.where}: {e}") from None
+
+    async def _add(self, me: Member, members: tuple[Member, ...]
+                   ) -> tuple[tuple[Member, ...], int]:
+        """This node as a learner: the cluster's new member list and its configuration
+        index, or the old one plus this node and 0 if the cluster refused (an operator adds
+        it later)."""
+        request = Request(
+            "member_add", "POST", "/cluster/members",
+            json_body({"id": me.id, "raft_address": me.raft_address,
+                       "http_address": me.http_address}),
+            JSON_HEADERS, idempotent=False,
+        )
+        try:
+            answer = await self._call(request)
+        except OutcomeUnknown:
+            _, members, index = await self._members()  # did the addition happen after all?
+            if _find(members, me.id) is None:
+                raise JoinError(f"adding {me.id} at {self.where} timed out and it is not a "
+                                "member: start it again to retry") from None
+            return members, index
+        except ClientError as e:
+            if e.status is None or not 400 <= e.status < 500:
+                raise JoinError(f"cannot add {me.id} at {self.where}: {e}") from None
+            log.warn(
+                "The cluster did not add {id} ({error}); waiting for an operator to add it: "
+                "leifdb member add {id} {raft} {http}", id=me.id, error=str(e),
+                raft=me.raft_address, http=me.http_address,
+            )
+            return (*members, Member(me.id, me.raft_address, me.http_address, learner=True)), 0
+        log.info("Joined cluster at {where} as learner {id}", where=self.where, id=me.id)
+        _, members, index = self._parse(answer)
+        return members, index
+
+    async def _call(self, request: Request) -> Any:
+        """One API call under the client's policy (redirects, retries, backoff); its
+        ``leifdb.client.errors`` as they are."""
+        steps = execute(request, self._endpoints, self._policy, self._timeout)
+        reply: Any = None
+        try:
+            while True:
+                action = steps.send(reply)
+                if isinstance(action, Sleep):
+                    reply = await deferLater(self.reactor, action.seconds)
+                    continue
+                try:
+                    reply = await self._http.send(action)
+                except (ConnectFailed, NoAnswer) as e:
+                    reply = e
+                if isinstance(reply, Response) and reply.status == 201:
+                    reply = Response(200, reply.headers, reply.body)  # Created: a success
+        except StopIteration as done:
+            return done.value
+
+    def _parse(self, answer: Any) -> tuple[str, tuple[Member, ...], int]:
+        """``(cluster_id, members, config_index)`` of a ``/cluster/members`` answer."""
+        try:
+            cluster_id = answer["cluster_id"]
+            config_index = int(answer.get("config_index", 0))
+            members = tuple(
+                Member(m["id"], m["raft_address"], m.get("http_address") or "",
+                       learner={"voter": False, "learner": True}[m["role"]])
+                for m in answer["members"]
+            )
+            if not isinstance(cluster_id, str) or not cluster_id:
+                raise ValueError("no cluster_id")
+            encode_membership(members)  # the checks every configuration passes
+        except (KeyError, TypeError, ValueError, EncodeError) as e:
+            raise JoinError(f"unexpected member list from {self.where}: "
+                            f"{json.dumps(answer)[:200]} ({e})") from None
+        return cluster_id, members, config_index
+
+
+def _find(members: tuple[Member, ...], member_id: str) -> Member | None:
+    return next((m for m in members if m.id == member_id), None)
 
 
 def _settle_exit_status(reactor: Any, node_service: NodeService, exit_status: ExitStatus) -> None:

@@ -4,6 +4,8 @@ Layout of a data directory::
 
     LOCK                       flock'ed while a process uses the directory (holds its pid)
     hardstate                  current term and vote (replaced atomically)
+    identity                   member id, cluster id, incarnation, removed (storage.identity)
+    peers                      the incarnation first seen of each peer (storage.identity)
     log/000000000001.seg ...   the Raft log in segments named by their first index
     log/snapshot               the snapshot boundary: the log is compacted up to it
     snap/<index>-<term>.snap   snapshots (newest N kept)

@@ -4,6 +4,7 @@ is one ``ConfigError`` line. No processes, no network (``outbound_address`` send
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from twisted.python import usage
 
 from leifdb import config, tap
 from leifdb.config import ConfigError, Options, build_config, parse_members
+from leifdb.nodeconfig import NodeConfig
 from leifdb.raft.messages import Member
 from leifdb.storage.datadir import default_data_dir
 
@@ -185,6 +187,15 @@ def test_parse_members_mixes_named_and_unnamed():
         (["--bind", "localhost"], {}, "--bind must be an IP address"),
         (["--host", "a b"], {}, "--host: bad host"),
         (["--cluster-id", "a,b"], {}, "--cluster-id"),
+        (["--join", "http://a:1", "--mode", "multi", "--members", "a:1"], {},
+         "--join and --members exclude each other"),
+        (["--join", "http://a:1"], {"LEIFDB_MEMBER_NODES": "a:1"},
+         "--join and LEIFDB_MEMBER_NODES exclude each other"),
+        (["--join", "http://a:1", "--mode", "single"], {}, "drop --mode single"),
+        (["--join", "https://a:1"], {}, "--join: 'https://a:1' is not an http://host:port URL"),
+        (["--join", "http://a:1/db"], {}, "not an http://host:port URL"),
+        (["--join", "http://a:99999"], {}, "not an http://host:port URL"),
+        ([], {"LEIFDB_JOIN": "http://a:1,,b:2"}, "LEIFDB_JOIN has an empty entry"),
         (["--bogus"], {}, "bogus"),
         (["surplus"], {}, "Wrong number of arguments"),
     ],
@@ -235,3 +246,36 @@ def test_version_flag(capsys):
         Options(environ={}).parseOptions(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out.startswith("leifdb 0.")
+
+
+def test_join_needs_no_members_and_starts_as_a_learner_without_bootstrap(tmp_path):
+    cfg = parse(["--join", "n1.example:8080", "--name", "n4", "--host", "127.0.0.1",
+                 "--raft-port", "17004", "--http-port", "18004",
+                 "--data-dir", str(tmp_path)])
+    assert cfg.join == "http://n1.example:8080"
+    assert cfg.bootstrap is False
+    assert cfg.node_id == "n4"
+    assert cfg.members == (Member("n4", "127.0.0.1:17004", "127.0.0.1:18004", learner=True),)
+    assert cfg.raft_listen_port == 17004
+
+
+def test_join_from_the_environment_takes_several_urls(tmp_path):
+    cfg = parse(["--data-dir", str(tmp_path)],
+                {"LEIFDB_JOIN": " http://a:8080/ , b ,http://[::1]:9000", "LEIFDB_MODE": "multi"})
+    assert cfg.join == "http://a:8080,http://b:80,http://[::1]:9000"
+    assert cfg.node_id == "10.9.8.7:16990"  # no --name: host:raft-port, as without --join
+
+
+def test_members_bootstrap_and_join_does_not(tmp_path):
+    assert parse(["--data-dir", str(tmp_path)]).bootstrap is True
+    multi = parse(["--mode", "multi", "--members", MEMBERS, "--name", "n1",
+                   "--data-dir", str(tmp_path)])
+    assert multi.bootstrap is True and multi.join is None
+    with pytest.raises(ValueError, match="cannot bootstrap"):
+        replace(multi, join="http://a:1")  # replace passes bootstrap=True along
+    assert replace(multi, join="http://a:1", bootstrap=False).join == "http://a:1"
+    fields = {f: getattr(multi, f) for f in ("node_id", "members", "http_address",
+                                             "http_port", "raft_listen_port", "data_dir")}
+    assert NodeConfig(**fields).bootstrap is True
+    assert NodeConfig(**fields, join="http://a:1").bootstrap is False
+    assert NodeConfig(**fields, bootstrap=False).join is None  # a joiner in a simulation

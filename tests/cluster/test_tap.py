@@ -21,15 +21,23 @@ from leifdb.tap import (
 
 
 class FakeNode:
-    def __init__(self, start: Deferred, stop: Deferred | None = None) -> None:
+    def __init__(self, start: Deferred, stop: Deferred | None = None,
+                 hand_over: Deferred | None = None) -> None:
         self.config = type("Config", (), {"node_id": "n1"})()
         self._start, self._stop = start, stop if stop is not None else succeed(None)
+        self._hand_over = hand_over if hand_over is not None else succeed(None)
         self.stopped = False
+        self.calls: list[str] = []
 
     def start(self) -> Deferred:
         return self._start
 
+    def transfer_leadership_before_stop(self) -> Deferred:
+        self.calls.append("hand over")
+        return self._hand_over
+
     def stop(self) -> Deferred:
+        self.calls.append("stop")
         self.stopped = True
         return self._stop
 
@@ -116,6 +124,51 @@ def test_stop_waits_for_a_start_in_progress_then_stops_the_node():
     assert not node.stopped
     started.callback(None)
     assert node.stopped and done == [None] and node_service.clean
+
+
+def test_a_leader_hands_over_before_it_stops():
+    reactor, fatal, handed_over = MemoryReactorClock(), [], Deferred()
+    node = FakeNode(succeed(None), hand_over=handed_over)
+    node_service, _ = services(node, reactor, fatal)
+    node_service.startService()
+    done: list[object] = []
+    node_service.stopService().addBoth(done.append)
+    assert node.calls == ["hand over"] and done == []
+    reactor.advance(1.0)
+    handed_over.callback("n2")
+    assert node.calls == ["hand over", "stop"] and done == [None] and node_service.clean
+
+
+def test_a_hand_over_that_hangs_gets_half_the_stop_timeout_then_the_node_stops():
+    reactor, fatal = MemoryReactorClock(), []
+    node = FakeNode(succeed(None), hand_over=Deferred())
+    node_service, _ = services(node, reactor, fatal)
+    node_service.startService()
+    done: list[object] = []
+    node_service.stopService().addBoth(done.append)
+    reactor.advance(4.9)
+    assert node.calls == ["hand over"]
+    reactor.advance(0.1)
+    assert node.calls == ["hand over", "stop"] and done == [None] and node_service.clean
+
+
+def test_a_failed_hand_over_does_not_stop_the_stop():
+    reactor, fatal = MemoryReactorClock(), []
+    node = FakeNode(succeed(None), hand_over=fail(RuntimeError("no voter to hand to")))
+    node_service, _ = services(node, reactor, fatal)
+    node_service.startService()
+    done: list[object] = []
+    node_service.stopService().addBoth(done.append)
+    assert node.calls == ["hand over", "stop"] and done == [None] and node_service.clean
+
+
+def test_a_node_that_never_started_neither_hands_over_nor_stops():
+    reactor, fatal = MemoryReactorClock(), []
+    node = FakeNode(fail(DataDirLocked("in use")))
+    node_service, _ = services(node, reactor, fatal)
+    node_service.startService()
+    node_service.stopService()
+    assert node.calls == []
 
 
 def test_a_clean_stop_after_sigterm_exits_0_and_an_unclean_one_1():
