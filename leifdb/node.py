@@ -16,31 +16,45 @@ import itertools
 import random
 from typing import Any
 
-from twisted.internet.defer import Deferred, inlineCallbacks, succeed
+from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from leifdb.errors import NotLeaderError, OutcomeUnknown, Unavailable
+from leifdb.errors import MembershipRefused, NotLeaderError, OutcomeUnknown, Unavailable
 from leifdb.nodeconfig import NodeConfig
 from leifdb.ports import Application, AsyncStorage, SnapshotStore, Transport
 from leifdb.raft.core import Config, NotLeader, PersistentState, RaftCore, Status
+from leifdb.raft.membership import ConfigChangeRefused
 from leifdb.raft.messages import (
     AppendEntries,
+    Configuration,
+    Entry,
+    EntryType,
     InstallSnapshot,
+    Member,
     Message,
     Ready,
     Role,
     SnapshotChunk,
     SnapshotMeta,
+    SoftState,
 )
 from leifdb.storage.errors import StorageClosed, StorageError
-from leifdb.wire import encode_membership
+from leifdb.wire import DecodeError, decode_membership, encode_membership
 
 log = Logger(namespace="leifdb.node")
 
 _LEADER_MESSAGES = (AppendEntries, InstallSnapshot)
 
 SNAPSHOT_CHUNK_BYTES = 1024 * 1024
+# The core counts time in ticks; ten per heartbeat interval draw election timeouts at a
+# tenth of a heartbeat (10 ms by default), so two nodes rarely time out together.
+TICKS_PER_HEARTBEAT = 10
+
+
+def decode_configuration(data: bytes) -> Configuration:
+    """A CONFIG entry's data -> who votes and who listens (the decoder the core is given)."""
+    return Configuration.of(decode_membership(data))
 
 
 class Node:
@@ -56,6 +70,8 @@ class Node:
         transport: Transport,
         application: Application,
         rng: random.Random | None = None,
+        identity: Any = None,
+        pins: Any = None,
     ) -> None:
         self.config = config
         self.node_id = config.node_id
@@ -65,12 +81,22 @@ class Node:
         self.transport = transport
         self.application = application
         self._rng = rng or random.Random()
-        self._tick_seconds = config.heartbeat_interval_ms / 1000.0
+        self.identity = identity  # leifdb.storage.identity.Identity, or None in tests
+        self.pins = pins  # leifdb.storage.identity.PeerPins, or None in tests
+        self._tick_seconds = config.heartbeat_interval_ms / 1000.0 / TICKS_PER_HEARTBEAT
         self.core: RaftCore | None = None
         self._http_addresses: dict[str, str] = {
             m.id: m.http_address for m in config.members if m.http_address
         }
         self._http_addresses[config.node_id] = config.http_address
+        self._members: list[Member] = list(config.members)
+        self._committed_member_ids: set[str] = {m.id for m in config.members}
+        # A joining node replays configurations from before it was added: only a
+        # configuration without it that follows one with it is its removal.
+        self._been_member = config.bootstrap and config.node_id in self._committed_member_ids
+        self._raft_addresses: dict[str, str] = {m.id: m.raft_address for m in config.members}
+        self._leader_waiters: list[tuple[Deferred, Any]] = []
+        self.removed = False
         # Read ids start at a random point in every incarnation, so a reply meant for a
         # read of a previous incarnation of this node can never answer a new one.
         self._read_ids = itertools.count((self._rng.getrandbits(40) << 16) + 1)
@@ -91,19 +117,20 @@ class Node:
         d.addCallback(self._started)
         return d
 
-    def _latest_snapshot_blocking(self) -> tuple[SnapshotMeta, Any]:
-        """On the storage thread: the newest valid snapshot, restored (or nothing)."""
+    def _latest_snapshot_blocking(self) -> tuple[SnapshotMeta, Any, bytes]:
+        """On the storage thread: the newest valid snapshot, restored, and the membership
+        stored with it (or nothing)."""
         latest = self.snapshots.latest()
         if latest is None:
-            return SnapshotMeta(), None
+            return SnapshotMeta(), None, b""
         meta = latest[0]
         with self.snapshots.open(meta) as stream:
-            restored, _membership = self.application.read_snapshot(stream)
-        return meta, restored
+            restored, membership = self.application.read_snapshot(stream)
+        return meta, restored, membership
 
     @inlineCallbacks
-    def _recover(self, found: tuple[SnapshotMeta, Any]):
-        meta, restored = found
+    def _recover(self, found: tuple[SnapshotMeta, Any, bytes]):
+        meta, restored, membership = found
         state: PersistentState = yield self.storage.load()
         if meta.last_included_index > state.snapshot.last_included_index:
             # A crash between saving a snapshot and compacting the log.
@@ -115,6 +142,8 @@ class Node:
                 f"valid snapshot that recent is in {self.config.data_dir}: restore the data "
                 "directory from a backup, or empty it so the node is re-seeded by the leader"
             )
+        if meta.last_included_index == state.snapshot.last_included_index:
+            state.snapshot_membership = membership
         return state, meta, restored
 
     def _started(self, recovered: tuple[PersistentState, SnapshotMeta, Any]) -> None:
@@ -122,14 +151,24 @@ class Node:
         if restored is not None:
             self.application.install_snapshot(restored)
         self._snapshot_meta = meta
-        ticks = max(2, round(self.config.election_timeout_ms / self.config.heartbeat_interval_ms))
+        heartbeats = max(2, round(self.config.election_timeout_ms / self.config.heartbeat_interval_ms))
+        bootstrap = self.config.bootstrap
         core_config = Config(
             node_id=self.config.node_id,
-            peers=tuple(m.id for m in self.config.members),
-            election_ticks=ticks,
-            heartbeat_ticks=1,
+            peers=tuple(m.id for m in self.config.members if not m.learner) if bootstrap else (),
+            learners=tuple(m.id for m in self.config.members if m.learner) if bootstrap else (),
+            election_ticks=heartbeats * TICKS_PER_HEARTBEAT,
+            heartbeat_ticks=TICKS_PER_HEARTBEAT,
+            pre_vote=True,
+            vote_lease=True,
+            decode_configuration=decode_configuration,
         )
         self.core = RaftCore(core_config, state, self._rng)
+        at_snapshot = self.core.membership_data_at(self.core.log.snapshot_index)
+        if at_snapshot:
+            self._committed_member_ids = {m.id for m in decode_membership(at_snapshot)}
+            self._been_member = self.node_id in self._committed_member_ids
+        self._adopt_membership(self.core.membership_data())
         self.transport.attach(self.receive, self.peer_unreachable)
         log.info(
             "Node {node} started: term {term}, {entries} log entries after snapshot {snap}",
@@ -150,6 +189,11 @@ class Node:
         self.application.stopped(
             OutcomeUnknown("node is shutting down"), Unavailable("node is shutting down")
         )
+        waiters, self._leader_waiters = self._leader_waiters, []
+        for waiter, call in waiters:
+            if call.active():
+                call.cancel()
+            waiter.errback(Unavailable("node is shutting down"))
         d = self.transport.stop()
         storage, snapshots = self.storage, self.snapshots
         d.addBoth(lambda _: storage.close())
@@ -205,6 +249,172 @@ class Node:
 
     def raft_status(self) -> Status | None:
         return self.core.status() if self.core is not None else None
+
+    @property
+    def cluster_id(self) -> str:
+        return self.config.cluster_id
+
+    @property
+    def election_timeout(self) -> float:
+        """The minimum election timeout, in seconds."""
+        return self.config.election_timeout_ms / 1000.0
+
+    def leader_contact_age(self) -> float | None:
+        """Seconds since this node last heard from its leader (0 on the leader, None
+        when it knows no leader): ``/health`` turns a stale answer into 503."""
+        if self.core is None or self._stopping:
+            return None
+        ticks = self.core.leader_contact_ticks()
+        return None if ticks is None else ticks * self._tick_seconds
+
+    # ------------------------------------------------------------------ membership
+
+    def members(self) -> list[Member]:
+        """The newest configuration in this node's log, with addresses."""
+        return list(self._members)
+
+    def member_views(self) -> dict[str, tuple[int, float]]:
+        """On the leader: member id -> (match index, seconds since it last answered)."""
+        if self.core is None:
+            return {}
+        return {
+            peer: (view.match_index, view.ticks_since_contact * self._tick_seconds)
+            for peer, view in self.core.peer_views().items()
+        }
+
+    def change_membership(self, data: bytes, force: bool = False) -> tuple[int, int]:
+        """Propose the member list ``data`` (one server added, promoted or removed).
+        ``(index, term)`` of its CONFIG entry; the service waits for it to apply."""
+        core = self._require_core()
+        try:
+            index_term = core.propose_membership(data, force)
+        except NotLeader as exc:
+            raise NotLeaderError(self.http_address(exc.leader_id)) from None
+        except ConfigChangeRefused as exc:
+            raise _refusal(exc) from None
+        self._schedule_drain()
+        return index_term
+
+    def transfer_leadership(self, to: str) -> Deferred:
+        """Hand leadership to ``to`` (§3.10). Fires with the new leader's id once this
+        node has stepped down and a leader is known; ``Unavailable`` after two election
+        timeouts without one."""
+        core = self._require_core()
+        try:
+            core.transfer_leadership(to)
+        except NotLeader as exc:
+            return fail(NotLeaderError(self.http_address(exc.leader_id)))
+        except ConfigChangeRefused as exc:
+            return fail(_refusal(exc))
+        self._schedule_drain()
+        return self._wait_for_other_leader(2 * self.config.election_timeout_ms / 1000.0)
+
+    def transfer_leadership_before_stop(self) -> Deferred:
+        """On SIGTERM: a leader hands over to its most caught-up voter so the cluster
+        does not wait out an election timeout. Fires (never fails) once another node
+        leads, after one election timeout, or at once when there is nobody to hand to."""
+        core = self.core
+        if core is None or self._stopping or core.role is not Role.LEADER:
+            return succeed(None)
+        target = core.transfer_target()
+        if target is None:
+            return succeed(None)
+        log.info("Handing leadership to {target} before stopping", target=target)
+        d = self.transfer_leadership(target)
+        d.addErrback(lambda _: None)
+        return d
+
+    def _wait_for_other_leader(self, timeout: float) -> Deferred:
+        d: Deferred = Deferred()
+        call = self.reactor.callLater(timeout, self._leader_wait_expired, d)
+        self._leader_waiters.append((d, call))
+        return d
+
+    def _leader_wait_expired(self, d: Deferred) -> None:
+        self._leader_waiters = [(w, c) for w, c in self._leader_waiters if w is not d]
+        d.errback(Unavailable("leadership did not move within two election timeouts"))
+
+    def _leadership_moved(self, soft: SoftState) -> None:
+        if not self._leader_waiters or soft.leader_id in (None, self.node_id):
+            return
+        waiters, self._leader_waiters = self._leader_waiters, []
+        for d, call in waiters:
+            if call.active():
+                call.cancel()
+            d.callback(soft.leader_id)
+
+    def _adopt_membership(self, data: bytes) -> None:
+        """The core's newest configuration changed (or a removed server stopped being
+        replicated to): refresh the address books and the transport's peer set."""
+        if data:
+            try:
+                members = decode_membership(data)
+            except DecodeError:
+                log.error("Ignoring an undecodable membership")
+                return
+            self._members = members
+            for m in members:
+                self._raft_addresses[m.id] = m.raft_address
+                if m.http_address:
+                    self._http_addresses[m.id] = m.http_address
+        wanted = {m.id for m in self._members}
+        if self.core is not None:
+            wanted |= self.core.replicating_to()
+        peers = {}
+        for pid in wanted - {self.node_id}:
+            address = self._raft_addresses.get(pid)
+            if address:
+                host, _, port = address.rpartition(":")
+                peers[pid] = (host.strip("[]"), int(port))
+        self.transport.update_peers(peers)
+
+    def config_index(self) -> int:
+        """Log index of the newest configuration (0: still the bootstrap list). A joining
+        node records the one it joined at: older removals of its id are not its own."""
+        return self.core.configuration_index() if self.core is not None else 0
+
+    def _committed_configs(self, committed: list[Entry]) -> None:
+        """Committed CONFIG entries: a server added again (as a learner) may come with a
+        new data directory, so its old incarnation pin goes; one without this node (newer
+        than the one that made it a member, ``identity.joined_index``) means this node
+        was removed: it remembers that in its data directory and stops, so it can never
+        rejoin with this state."""
+        joined = self.identity.joined_index if self.identity is not None else 0
+        for entry in committed:
+            if entry.type is not EntryType.CONFIG:
+                continue
+            try:
+                members = decode_membership(entry.data)
+            except DecodeError:
+                continue
+            ids = {m.id for m in members}
+            if self.pins is not None:
+                for added in ids - self._committed_member_ids:
+                    self.pins.clear(added)
+            self._committed_member_ids = ids
+            if entry.index <= joined:
+                continue
+            if self.node_id in ids:
+                self._been_member = True
+            elif self._been_member and not self.removed:
+                self.removed = True
+                log.error(
+                    "Node {node} was removed from the cluster (entry {index}); stopping. "
+                    "To bring it back: wipe its data directory and add it again",
+                    node=self.node_id, index=entry.index,
+                )
+                if self.identity is not None:
+                    self.identity.mark_removed()
+                self.reactor.callLater(0, self._leave)
+
+    def _leave(self) -> None:
+        self._stopping = True
+        self.application.stopped(
+            OutcomeUnknown("node was removed from the cluster"),
+            Unavailable("node was removed from the cluster"),
+        )
+        if hasattr(self.reactor, "stop") and getattr(self.reactor, "running", False):
+            self.reactor.stop()
 
     def http_address(self, node_id: str | None) -> str | None:
         if node_id is None:
@@ -263,11 +473,14 @@ class Node:
         if installed is not None and installed[1]:
             # Ready order: a completed snapshot replaces the state machine before the
             # committed entries that follow it are applied on top.
-            meta, _ok, restored = installed
+            meta, _ok, restored, _membership = installed
             self.application.install_snapshot(restored)
             self._snapshot_meta = meta
             log.info("Installed snapshot {index} from the leader", index=meta.last_included_index)
         self.application.apply(ready.committed)
+        self._committed_configs(ready.committed)
+        if ready.membership is not None:
+            self._adopt_membership(ready.membership)
         if ready.read_states:
             leader = None
             if self.core.role is not Role.LEADER:
@@ -281,9 +494,10 @@ class Node:
                 leader=soft.leader_id,
             )
             self.application.role_changed(soft)
+            self._leadership_moved(soft)
         self.core.advance(ready)
         if installed is not None:
-            self.core.snapshot_installed(installed[0], installed[1])
+            self.core.snapshot_installed(installed[0], installed[1], installed[3])
         self._busy = False
         self._maybe_snapshot()
         self._schedule_drain()
@@ -334,11 +548,11 @@ class Node:
             if chunk.done:
                 meta = chunk.meta
                 ok = self.snapshots.finish_receive(meta)
-                restored = None
+                restored, membership = None, b""
                 if ok:
                     with self.snapshots.open(meta) as stream:
-                        restored, _membership = self.application.read_snapshot(stream)
-                installed = (meta, ok, restored)
+                        restored, membership = self.application.read_snapshot(stream)
+                installed = (meta, ok, restored, membership)
         return installed
 
     def _compact_installed(self, installed: tuple | None) -> Deferred | tuple | None:
@@ -361,7 +575,8 @@ class Node:
         if term is None:
             return
         buffer = io.BytesIO()
-        self.application.write_snapshot(buffer, encode_membership(self.config.members))
+        membership = self.core.membership_data_at(applied) or encode_membership(self._members)
+        self.application.write_snapshot(buffer, membership)
         self._snapshotting = True
         d = self.storage.call(self.snapshots.save, applied, term, buffer.getvalue())
         d.addCallback(self._snapshot_saved)
@@ -377,3 +592,10 @@ class Node:
                 self.core.compact(meta)
             log.info("Snapshot at index {index} saved; log compacted", index=meta.last_included_index)
         return self.storage.compact(meta)
+
+
+def _refusal(exc: ConfigChangeRefused) -> Exception:
+    """The core's refusal as the error clients see: retryable ones as 503."""
+    if exc.retryable:
+        return Unavailable(exc.reason)
+    return MembershipRefused(exc.reason, 404 if exc.unknown_member else 409)

@@ -4,6 +4,11 @@ No I/O, no clock, no Twisted. The caller (``leifdb.node`` in production, the sim
 tests) turns time into ``tick()`` calls, feeds received messages to ``step()``, and drains
 ``ready()``: persist, send, apply, then ``advance()``. Because nothing here blocks or reads a
 clock, a hypothesis test can drive thousands of crashes and partitions in seconds.
+
+``RaftCore`` is split by concern: elections (``election``), the leader's replication
+(``replication``), ReadIndex (``reads``) and configurations (``membership``) are mixins and
+helpers; this module holds the inputs, the ``Ready`` output, roles, commit and the
+follower's side of AppendEntries and InstallSnapshot.
 """
 
 from __future__ import annotations
@@ -11,10 +16,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from leifdb.raft.election import ElectionMixin
+from leifdb.raft.follower import FollowerMixin
 from leifdb.raft.log import LogInvariantError, RaftLog
+from leifdb.raft.membership import ConfigChangeRefused, ConfigTracker, ConfigurationDecoder, single_change
 from leifdb.raft.messages import (
     AppendEntries,
     AppendEntriesReply,
+    Configuration,
     Entry,
     EntryType,
     HardState,
@@ -31,13 +40,22 @@ from leifdb.raft.messages import (
     SnapshotChunk,
     SnapshotMeta,
     SoftState,
+    TimeoutNow,
 )
 from leifdb.raft.progress import Progress, ProgressState
 from leifdb.raft.quorum import committed_index, majority
+from leifdb.raft.reads import ReadsMixin, _PendingRead
+from leifdb.raft.replication import ReplicationMixin
+
+__all__ = [
+    "Config", "ConfigChangeRefused", "NotLeader", "PeerView", "PersistentState", "RaftCore",
+    "Status", "_PendingRead",
+]
 
 
 class NotLeader(Exception):
-    """A proposal reached a node that is not the leader. ``leader_id`` is the hint (or None)."""
+    """A proposal reached a node that is not the leader. ``leader_id`` is the hint (or None;
+    also None while the leader hands over to another node)."""
 
     def __init__(self, leader_id: str | None) -> None:
         super().__init__(f"not leader; leader is {leader_id!r}")
@@ -48,9 +66,15 @@ class NotLeader(Exception):
 class Config:
     """Static configuration of one core.
 
-    ``peers`` lists every voting member, this node included. The election timeout is drawn
-    uniformly from ``[election_ticks, 2 * election_ticks)`` ticks on every reset; the leader
-    sends heartbeats every ``heartbeat_ticks``.
+    ``peers`` lists the bootstrap voters, this node included, used until the log or a
+    snapshot holds a configuration; empty for a node that joins an existing cluster (it
+    neither campaigns nor counts until its log makes it a voter). ``decode_configuration``
+    turns a CONFIG entry's data into a ``Configuration`` (the node passes the protobuf
+    decoder; the core stays free of it). The election timeout is drawn uniformly from
+    ``[election_ticks, 2 * election_ticks)`` ticks on every reset; the leader sends
+    heartbeats every ``heartbeat_ticks``. ``pre_vote`` and ``vote_lease`` are the
+    availability rules of ``leifdb.raft.election``. A learner is promoted only when it lags
+    the leader's log by at most ``max_promote_lag`` entries.
     """
 
     node_id: str
@@ -61,16 +85,22 @@ class Config:
     max_entries_per_append: int = 512
     max_append_bytes: int = 4 * 1024 * 1024
     max_inflight_appends: int = 8
+    learners: tuple[str, ...] = ()
+    pre_vote: bool = False
+    vote_lease: bool = False
+    decode_configuration: ConfigurationDecoder | None = None
+    max_promote_lag: int = 1000
 
 
 @dataclass
 class PersistentState:
     """What a node recovered from its storage at start: the hard state, the newest snapshot's
-    metadata (zeros if none) and the log entries after it, in index order."""
+    metadata (zeros if none) and membership (b"" if none), and the log entries after it."""
 
     hard_state: HardState = field(default_factory=HardState)
     snapshot: SnapshotMeta = field(default_factory=SnapshotMeta)
     entries: list[Entry] = field(default_factory=list)
+    snapshot_membership: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -83,34 +113,43 @@ class Status:
     applied_index: int
     last_index: int
     snapshot_index: int
+    voter: bool = True
 
 
-@dataclass
-class _PendingRead:
-    origin: str
-    read_id: int
-    index: int
-    seq: int
+@dataclass(frozen=True)
+class PeerView:
+    """What the leader knows of one member: how far its log matches, and how many ticks
+    ago it last answered."""
+
+    match_index: int
+    ticks_since_contact: int
+    learner: bool
 
 
-class RaftCore:
-    """One Raft participant (Figure 2 of the Raft paper, plus ReadIndex and snapshots).
+class RaftCore(ElectionMixin, FollowerMixin, ReplicationMixin, ReadsMixin):
+    """One Raft participant (Figure 2 of the Raft paper, plus ReadIndex, snapshots,
+    single-server membership changes, PreVote and leadership transfer).
 
-    Inputs: ``tick``, ``step``, ``propose``, ``read_index``, ``compact``,
-    ``snapshot_installed``, ``report_unreachable``. Output: ``ready`` / ``advance``.
-    All randomness comes from ``rng``, so a seed replays a run exactly.
+    Inputs: ``tick``, ``step``, ``propose``, ``propose_membership``, ``transfer_leadership``,
+    ``read_index``, ``compact``, ``snapshot_installed``, ``report_unreachable``. Output:
+    ``ready`` / ``advance``. All randomness comes from ``rng``, so a seed replays a run.
     """
 
     def __init__(self, config: Config, state: PersistentState, rng: random.Random) -> None:
-        if config.node_id not in config.peers:
+        if config.peers and config.node_id not in config.peers + config.learners:
             raise ValueError(f"{config.node_id!r} is not one of the peers {config.peers}")
         self.config = config
         self.id = config.node_id
-        self.peers = tuple(config.peers)
         self._rng = rng
         hs = state.hard_state
         snap = state.snapshot
         self.log = RaftLog(snap.last_included_index, snap.last_included_term, list(state.entries))
+        self._configs = ConfigTracker.start(
+            config.decode_configuration,
+            Configuration(frozenset(config.peers), frozenset(config.learners)),
+            snap.last_included_index, state.snapshot_membership, state.entries,
+        )
+        self._membership_dirty = bool(self._configs.current_data)
         self.snapshot_meta = snap
         self.term = hs.term
         self.voted_for = hs.voted_for
@@ -124,6 +163,7 @@ class RaftCore:
         self.leader_id: str | None = None
         self._reported_soft = SoftState(Role.FOLLOWER, self.term, None)
         self._votes: dict[str, bool] = {}
+        self._pre_voting = False
         self._progress: dict[str, Progress] = {}
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -141,6 +181,97 @@ class RaftCore:
         self._receive_offset = 0
         self._receive_from: str | None = None
         self._awaiting_install: SnapshotMeta | None = None
+        self._transfer_to: str | None = None
+        self._transfer_elapsed = 0
+        self._timeout_now_sent = False
+        if self._sole_voter():
+            # Nobody else can vote: waiting out an election timeout would only delay.
+            self._campaign()
+
+    # ------------------------------------------------------------------ membership views
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        """The voters of the newest configuration in the log (committed or not)."""
+        return tuple(sorted(self._configs.current.voters))
+
+    def configuration(self) -> Configuration:
+        return self._configs.current
+
+    def configuration_index(self) -> int:
+        """Log index of the newest configuration's CONFIG entry (0: the bootstrap list)."""
+        return self._configs.current_index
+
+    def membership_data(self) -> bytes:
+        """The newest configuration as encoded in its CONFIG entry (b"" when it is still
+        the bootstrap list)."""
+        return self._configs.current_data
+
+    def membership_data_at(self, index: int) -> bytes:
+        """The encoded configuration in force at ``index``: stored with a snapshot there."""
+        return self._configs.data_at(index)
+
+    def peer_views(self) -> dict[str, PeerView]:
+        """The leader's view of every other member (empty on a follower)."""
+        current = self._configs.current
+        return {
+            peer: PeerView(pr.match_index, pr.contact_elapsed, peer in current.learners)
+            for peer, pr in self._progress.items() if peer in current.members()
+        }
+
+    def replicating_to(self) -> frozenset[str]:
+        """Servers the leader still sends to: the members and removed servers that have
+        not yet learned of their removal. The node keeps transport connections to them."""
+        return frozenset(self._progress)
+
+    def leader_contact_ticks(self) -> int | None:
+        """Ticks since we last heard from the leader (0 on the leader; None if none)."""
+        if self.role is Role.LEADER:
+            return 0
+        return self._election_elapsed if self.leader_id is not None else None
+
+    def _prune_departed(self) -> None:
+        """Stop replicating to removed servers once their removal committed and they
+        have it (or have been silent for an election timeout)."""
+        members = self._configs.current.members()
+        since = self._configs.current_index
+        if since > self.commit_index:
+            return
+        for peer in [p for p in self._progress if p not in members]:
+            pr = self._progress[peer]
+            if pr.match_index >= since or pr.contact_elapsed >= self.config.election_ticks:
+                del self._progress[peer]
+                self._membership_dirty = True
+
+    def _sole_voter(self) -> bool:
+        return self._configs.current.voters == frozenset({self.id})
+
+    def _others(self) -> list[str]:
+        """Everyone the leader replicates to: voters and learners but itself."""
+        return sorted(p for p in self._configs.current.members() if p != self.id)
+
+    def _track_appended(self, entries: list[Entry]) -> None:
+        if self._configs.appended(entries):
+            self._configuration_changed()
+
+    def _configuration_changed(self) -> None:
+        """The newest configuration moved (appended, truncated, installed): a leader
+        starts or stops replicating to the servers it adds or drops; the node learns of it
+        through ``Ready.membership``."""
+        self._membership_dirty = True
+        if self.role is Role.LEADER:
+            # A removed server keeps getting appends until it has the entry that removes
+            # it and knows it committed (``_prune_departed``): so it learns it is out.
+            # A server the change adds starts probing at the CONFIG entry just appended:
+            # one past it, nothing would be sent until the next proposal.
+            last = self.log.last_index()
+            wanted = set(self._others())
+            for peer in wanted - set(self._progress):
+                self._progress[peer] = Progress(next_index=last)
+            if self._transfer_to is not None and self._transfer_to not in self._configs.current.voters:
+                self._transfer_to = None
+        elif self.role is Role.CANDIDATE and not self._promotable():
+            self._become_follower(self.term, None)
 
     # ------------------------------------------------------------------ inputs
 
@@ -149,19 +280,26 @@ class RaftCore:
         if self.role is Role.LEADER:
             self._tick_leader()
         else:
-            self._election_elapsed += 1
-            if self._election_elapsed >= self._randomized_timeout:
-                self._campaign()
+            self._tick_election()
 
     def step(self, msg: Message) -> None:
-        """Handle one received message. Messages from unknown nodes, for another ``dst``, or
+        """Handle one received message. Messages for another ``dst``, from ourselves, or
         of a stale term (other than those answered to make a stale sender step down) are
-        ignored."""
-        if msg.dst != self.id or msg.src not in self.peers or msg.src == self.id:
+        ignored. A (pre-)vote request within the vote lease is ignored before its term
+        can disturb ours; a pre-vote and a granted pre-vote reply never change a term."""
+        if msg.dst != self.id or msg.src == self.id:
             return
         if msg.term > self.term:
-            leader = msg.src if isinstance(msg, (AppendEntries, InstallSnapshot)) else None
-            self._become_follower(msg.term, leader)
+            if isinstance(msg, RequestVote):
+                if self._in_vote_lease(msg):
+                    return
+                if not msg.pre_vote:
+                    self._become_follower(msg.term, None)
+            elif isinstance(msg, RequestVoteReply) and msg.pre_vote and msg.vote_granted:
+                pass
+            else:
+                leader = msg.src if isinstance(msg, (AppendEntries, InstallSnapshot, TimeoutNow)) else None
+                self._become_follower(msg.term, leader)
         if not self._accepts_term(msg):
             self._answer_stale(msg)
             return
@@ -172,12 +310,110 @@ class RaftCore:
     def propose(self, data: bytes) -> tuple[int, int]:
         """Append a command to the leader's log; returns its ``(index, term)``.
 
-        Raises ``NotLeader`` on a follower or candidate. Everything proposed before the next
-        ``ready()`` goes out as one append. The proposal's outcome: the committed entry at
-        ``index`` has ``term`` (applied), or a different term / leadership lost (unknown)."""
+        Raises ``NotLeader`` on a follower or candidate, and while the leader hands over to
+        another node. Everything proposed before the next ``ready()`` goes out as one append.
+        The proposal's outcome: the committed entry at ``index`` has ``term`` (applied), or a
+        different term / leadership lost (unknown)."""
         if self.role is not Role.LEADER:
             raise NotLeader(self.leader_id)
+        if self._transfer_to is not None:
+            raise NotLeader(None)
         return self._append_own(EntryType.NORMAL, data)
+
+    def propose_membership(self, data: bytes, force: bool = False) -> tuple[int, int]:
+        """Append a CONFIG entry holding the whole new membership ``data``: one server
+        added as a learner, promoted, or removed (dissertation §4.1). The new configuration
+        takes effect on this leader at once. Refused (``ConfigChangeRefused``) until an
+        entry of this term has committed (the 2015 fix: otherwise a change of an earlier,
+        uncommitted configuration can make two majorities), while another change is
+        uncommitted, for a promotion of a lagging learner, and, unless ``force``, when the
+        new voters the leader hears from would be no quorum."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        decode = self.config.decode_configuration
+        if decode is None:
+            raise ConfigChangeRefused("this core was built without a configuration decoder")
+        new = decode(data)
+        old = self._configs.current
+        kind, server = single_change(old, new)
+        self._check_change_allowed(kind, server, new, force)
+        index_term = self._append_own(EntryType.CONFIG, data)
+        return index_term
+
+    def _check_change_allowed(self, kind: str, server: str, new: Configuration, force: bool) -> None:
+        if not self._committed_in_term():
+            raise ConfigChangeRefused(
+                "the new leader has not yet committed an entry of its term", retryable=True
+            )
+        if self._configs.current_index > self.commit_index:
+            raise ConfigChangeRefused("another membership change is not yet committed", retryable=True)
+        if self._transfer_to is not None:
+            raise ConfigChangeRefused("a leadership transfer is in progress", retryable=True)
+        if kind == "promote":
+            pr = self._progress.get(server)
+            lag = self.log.last_index() - (pr.match_index if pr is not None else 0)
+            if lag > self.config.max_promote_lag:
+                raise ConfigChangeRefused(
+                    f"learner {server!r} lags {lag} entries behind the leader (at most "
+                    f"{self.config.max_promote_lag} to be promoted); retry once it caught up",
+                    retryable=True,
+                )
+        if force or kind == "add":
+            return
+        heard = {p for p in new.voters if p == self.id or self._recently_heard(p)}
+        if len(heard) < majority(len(new.voters)):
+            raise ConfigChangeRefused(
+                f"after this change only {len(heard)} of {len(new.voters)} voters would be "
+                "reachable from the leader: no quorum (force to override)"
+            )
+
+    def _recently_heard(self, peer: str) -> bool:
+        pr = self._progress.get(peer)
+        return pr is not None and pr.contact_elapsed < self.config.election_ticks
+
+    def transfer_leadership(self, to: str) -> None:
+        """§3.10: stop taking proposals, bring ``to`` up to date, then tell it to campaign
+        at once (``TimeoutNow``). Abandoned after an election timeout."""
+        if self.role is not Role.LEADER:
+            raise NotLeader(self.leader_id)
+        if to == self.id:
+            raise ConfigChangeRefused(f"{to!r} already leads")
+        if to not in self._configs.current.voters:
+            raise ConfigChangeRefused(
+                f"{to!r} is not a voter", unknown_member=to not in self._configs.current.members()
+            )
+        self._transfer_to = to
+        self._transfer_elapsed = 0
+        self._timeout_now_sent = False
+        pr = self._progress[to]
+        if not self._maybe_send_timeout_now(to):
+            self._send_append(to, pr)
+
+    def transfer_target(self) -> str | None:
+        """The voter a leader that must leave would hand over to: the most caught-up one
+        it has heard from recently (None when there is none)."""
+        if self.role is not Role.LEADER:
+            return None
+        best = [
+            (pr.match_index, peer) for peer, pr in self._progress.items()
+            if peer in self._configs.current.voters and self._recently_heard(peer)
+        ]
+        return max(best)[1] if best else None
+
+    def _maybe_send_timeout_now(self, peer: str | None) -> bool:
+        """Tell the transfer target to campaign once it has our whole log and all of it
+        committed: then every write this leader accepted is answered before it steps down,
+        so a planned handover fails none."""
+        if peer is None or self._transfer_to != peer or self.role is not Role.LEADER:
+            return False
+        if self._timeout_now_sent:
+            return True
+        last = self.log.last_index()
+        if self._progress[peer].match_index < last or self.commit_index < last:
+            return False
+        self._send(TimeoutNow(self.id, peer, self.term))
+        self._timeout_now_sent = True
+        return True
 
     def read_index(self, read_id: int) -> None:
         """Ask for a linearizable read point. The answer comes back as a ``ReadState`` with
@@ -201,12 +437,14 @@ class RaftCore:
         if index > self.applied or self.log.term_at(index) != meta.last_included_term:
             raise LogInvariantError(f"snapshot {meta} does not match applied log")
         self.log.compact_to(index, meta.last_included_term)
+        self._configs.compacted(index)
         self.snapshot_meta = meta
 
-    def snapshot_installed(self, meta: SnapshotMeta, ok: bool) -> None:
+    def snapshot_installed(self, meta: SnapshotMeta, ok: bool, membership: bytes = b"") -> None:
         """The caller persisted and verified (``ok``) the snapshot whose last chunk the core
-        emitted and restored its state machine from it; the core now replaces its log with
-        it and tells the leader (or, if not ``ok``, asks the leader to start over)."""
+        emitted and restored its state machine (and read ``membership``) from it; the core
+        now replaces its log with it and tells the leader (or, if not ``ok``, asks the
+        leader to start over)."""
         if self._awaiting_install != meta:
             return
         self._awaiting_install = None
@@ -216,6 +454,8 @@ class RaftCore:
         index = meta.last_included_index
         if ok:
             self.log.compact_to(index, meta.last_included_term)
+            if self._configs.installed(index, membership, self.log.entries):
+                self._configuration_changed()
             self.snapshot_meta = meta
             self.commit_index = max(self.commit_index, index)
             self.applied = self._applying = max(self.applied, index)
@@ -241,6 +481,7 @@ class RaftCore:
             or self._snapshot_chunks
             or self._needs_broadcast
             or self._read_round_pending
+            or self._membership_dirty
             or self._unstable_from <= self.log.last_index()
             or self._vote_changed()
             or self.commit_index > self._applying
@@ -268,6 +509,9 @@ class RaftCore:
         if soft != self._reported_soft:
             ready.soft_state = soft
             self._reported_soft = soft
+        if self._membership_dirty:
+            ready.membership = self._configs.current_data
+            self._membership_dirty = False
         return ready
 
     def advance(self, ready: Ready) -> None:
@@ -283,6 +527,7 @@ class RaftCore:
             self.applied = max(self.applied, ready.committed[-1].index)
         if self.role is Role.LEADER and ready.entries:
             self._maybe_commit()
+            self._maybe_send_timeout_now(self._transfer_to)
 
     def status(self) -> Status:
         return Status(
@@ -294,6 +539,7 @@ class RaftCore:
             applied_index=self.applied,
             last_index=self.log.last_index(),
             snapshot_index=self.log.snapshot_index,
+            voter=self.id in self._configs.current.voters,
         )
 
     # ------------------------------------------------------------------ rules (one method each)
@@ -321,14 +567,27 @@ class RaftCore:
         return (hs.term, hs.voted_for) != (persisted.term, persisted.voted_for)
 
     def _maybe_commit(self) -> None:
-        """§5.3/§5.4.2: commit the highest index stored on a majority, but only by counting
-        replicas of an entry of the current term (Figure 8)."""
+        """§5.3/§5.4.2: commit the highest index stored on a majority of the voters, but
+        only by counting replicas of an entry of the current term (Figure 8). A leader that
+        is being removed counts only the others."""
         matches = [self._stable_last if p == self.id else self._progress[p].match_index for p in self.peers]
         candidate = committed_index(matches)
         if candidate > self.commit_index and self.log.term_at(candidate) == self.term:
             self.commit_index = candidate
             self._needs_broadcast = True
             self._release_reads()
+            self._step_down_if_removed()
+
+    def _step_down_if_removed(self) -> None:
+        """§4.2.2: a leader outside the newest configuration leads until that change
+        commits, then hands over to the most caught-up voter and steps down."""
+        if self.id in self._configs.current.voters or self._configs.current_index > self.commit_index:
+            return
+        self._broadcast_append()  # the others learn the commit before we go
+        target = self.transfer_target()
+        if target is not None:
+            self._send(TimeoutNow(self.id, target, self.term))
+        self._become_follower(self.term, None)
 
     def _committed_to_apply(self) -> list[Entry]:
         """Committed entries not yet handed out for applying, in order, each exactly once."""
@@ -352,6 +611,8 @@ class RaftCore:
             self.voted_for = None
         self.role = Role.FOLLOWER
         self.leader_id = leader_id
+        self._pre_voting = False
+        self._transfer_to = None
         self._election_elapsed = 0
         self._reset_randomized_timeout()
         self._progress = {}
@@ -360,30 +621,11 @@ class RaftCore:
             self._fail_pending_reads()
         self._fail_forwarded_reads()
 
-    def _campaign(self) -> None:
-        """§5.2: start an election for the next term, voting for ourselves."""
-        self._fail_forwarded_reads()
-        self.term += 1
-        self.voted_for = self.id
-        self.role = Role.CANDIDATE
-        self.leader_id = None
-        self._election_elapsed = 0
-        self._reset_randomized_timeout()
-        self._votes = {self.id: True}
-        if self._won_election():
-            self._become_leader()
-            return
-        last_index, last_term = self.log.last_index(), self.log.last_term()
-        for peer in self._others():
-            self._send(RequestVote(self.id, peer, self.term, last_index, last_term))
-
-    def _won_election(self) -> bool:
-        return sum(self._votes.values()) >= majority(len(self.peers))
-
     def _become_leader(self) -> None:
         """§5.2/§8: take over, and append a no-op so entries of earlier terms can commit."""
         self.role = Role.LEADER
         self.leader_id = self.id
+        self._pre_voting = False
         self._heartbeat_elapsed = 0
         self._election_elapsed = 0
         self._votes = {}
@@ -393,13 +635,22 @@ class RaftCore:
 
     def _append_own(self, entry_type: EntryType, data: bytes) -> tuple[int, int]:
         index = self.log.last_index() + 1
-        self.log.append([Entry(self.term, index, entry_type, data)])
+        entry = Entry(self.term, index, entry_type, data)
+        self.log.append([entry])
+        if entry_type is EntryType.CONFIG:
+            self._track_appended([entry])
         self._needs_broadcast = True
         return index, self.term
 
     def _tick_leader(self) -> None:
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
+        for pr in self._progress.values():
+            pr.contact_elapsed += 1
+        if self._transfer_to is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= self.config.election_ticks:
+                self._transfer_to = None
         if self.config.check_quorum and self._election_elapsed >= self.config.election_ticks:
             self._election_elapsed = 0
             if not self._quorum_active():
@@ -410,179 +661,19 @@ class RaftCore:
             self._heartbeat_round()
 
     def _quorum_active(self) -> bool:
-        active = 1
-        for pr in self._progress.values():
-            active += pr.recent_active
-            pr.recent_active = False
-        return active >= majority(len(self.peers))
-
-    def _heartbeat_round(self) -> None:
-        """Heartbeats assert leadership and carry the commit index; they also unstick
-        followers whose appends or snapshot chunks were lost."""
-        stall_limit = max(2, self.config.election_ticks // 2)
+        """Check-quorum: a leader that has not heard from a majority of voters within an
+        election timeout steps down (a partitioned leader stops serving reads and lets
+        the majority's side elect without waiting on it)."""
+        voters = self.peers
+        active = 1 if self.id in voters else 0
         for peer, pr in self._progress.items():
-            if pr.state is ProgressState.PROBE:
-                pr.paused = False
-            elif pr.state is ProgressState.REPLICATE and pr.match_index < self.log.last_index():
-                pr.stalled_ticks += self.config.heartbeat_ticks
-                if pr.stalled_ticks >= stall_limit:
-                    pr.become_probe()
-            elif pr.state is ProgressState.SNAPSHOT:
-                pr.snapshot_idle_ticks += self.config.heartbeat_ticks
-                if pr.snapshot_idle_ticks >= stall_limit:
-                    pr.snapshot_idle_ticks = 0
-                    self._send_snapshot_chunk(peer, pr)
-            self._send_heartbeat(peer, pr)
-            self._send_append(peer, pr)
-
-    # ------------------------------------------------------------------ replication (leader)
-
-    def _others(self) -> list[str]:
-        return [p for p in self.peers if p != self.id]
+            if peer in voters:
+                active += pr.recent_active
+            pr.recent_active = False
+        return active >= majority(len(voters))
 
     def _send(self, msg: Message) -> None:
         self._msgs.append(msg)
-
-    def _broadcast_append(self, heartbeat_all: bool = False) -> None:
-        """One append per follower for everything proposed since the last drain; followers
-        with nothing new get a heartbeat (new commit index, or a read round when asked)."""
-        for peer, pr in self._progress.items():
-            if not self._send_append(peer, pr) or heartbeat_all:
-                self._send_heartbeat(peer, pr)
-
-    def _send_heartbeat(self, peer: str, pr: Progress) -> None:
-        """An empty append anchored at the follower's known match, so it never fails the
-        consistency check and only ever moves the follower's commit up to what matches."""
-        prev = pr.match_index
-        prev_term = self.log.term_at(prev)
-        if prev_term is None:
-            prev, prev_term = 0, 0
-        self._send(
-            AppendEntries(self.id, peer, self.term, prev, prev_term, (), self.commit_index, self._read_seq)
-        )
-
-    def _send_append(self, peer: str, pr: Progress) -> bool:
-        """Send entries the follower lacks, respecting the probe/pipelining window.
-        Returns whether anything was sent."""
-        if pr.state is ProgressState.SNAPSHOT:
-            return False
-        last = self.log.last_index()
-        sent = False
-        while pr.next_index <= last:
-            if pr.state is ProgressState.PROBE and pr.paused:
-                break
-            if pr.state is ProgressState.REPLICATE and len(pr.inflight) >= self.config.max_inflight_appends:
-                break
-            prev = pr.next_index - 1
-            prev_term = self.log.term_at(prev)
-            if prev_term is None:
-                pr.become_snapshot(self.log.snapshot_index)
-                self._send_snapshot_chunk(peer, pr)
-                return True
-            entries = self._batch_from(pr.next_index, last)
-            self._send(
-                AppendEntries(
-                    self.id, peer, self.term, prev, prev_term, tuple(entries), self.commit_index, self._read_seq
-                )
-            )
-            sent = True
-            if pr.state is ProgressState.PROBE:
-                pr.paused = True
-                break
-            pr.next_index = entries[-1].index + 1
-            pr.inflight.append(entries[-1].index)
-        return sent
-
-    def _batch_from(self, lo: int, last: int) -> list[Entry]:
-        hi = min(last, lo + self.config.max_entries_per_append - 1)
-        entries = self.log.slice(lo, hi)
-        size = 0
-        for n, entry in enumerate(entries):
-            size += len(entry.data) + 32
-            if size > self.config.max_append_bytes and n > 0:
-                return entries[:n]
-        return entries
-
-    def _send_snapshot_chunk(self, peer: str, pr: Progress) -> None:
-        meta = self.snapshot_meta
-        if pr.snapshot_index != meta.last_included_index:
-            pr.snapshot_index = meta.last_included_index
-            pr.snapshot_offset = 0
-        self._send(
-            InstallSnapshot(
-                self.id,
-                peer,
-                self.term,
-                meta.last_included_index,
-                meta.last_included_term,
-                offset=pr.snapshot_offset,
-                checksum=meta.checksum,
-                total_size=meta.size,
-            )
-        )
-
-    def _on_append_entries_reply(self, msg: AppendEntriesReply) -> None:
-        if self.role is not Role.LEADER:
-            return
-        pr = self._progress[msg.src]
-        pr.recent_active = True
-        if msg.read_seq > pr.read_seq_acked:
-            pr.read_seq_acked = msg.read_seq
-            self._release_reads()
-        if msg.success:
-            if msg.match_index > pr.match_index:
-                pr.match_index = msg.match_index
-                pr.stalled_ticks = 0
-                if pr.state is ProgressState.PROBE:
-                    pr.become_replicate()
-                elif pr.state is ProgressState.SNAPSHOT:
-                    if pr.match_index >= pr.snapshot_index:
-                        pr.become_probe()
-                else:
-                    pr.free_inflight_upto(pr.match_index)
-                pr.next_index = max(pr.next_index, pr.match_index + 1)
-                self._maybe_commit()
-            elif pr.state is ProgressState.PROBE:
-                pr.paused = False
-            self._send_append(msg.src, pr)
-            return
-        rejected = msg.match_index
-        if pr.state is ProgressState.SNAPSHOT:
-            return
-        if pr.state is ProgressState.REPLICATE and rejected <= pr.match_index:
-            return
-        if pr.state is ProgressState.PROBE and rejected != pr.next_index - 1:
-            return
-        next_index = msg.conflict_index
-        if msg.conflict_term:
-            ours = self.log.last_index_of_term(msg.conflict_term)
-            if ours is not None:
-                next_index = ours + 1
-        next_index = max(pr.match_index + 1, min(next_index, rejected))
-        pr.become_probe()
-        pr.next_index = next_index
-        self._send_append(msg.src, pr)
-
-    def _on_install_snapshot_reply(self, msg: InstallSnapshotReply) -> None:
-        if self.role is not Role.LEADER:
-            return
-        pr = self._progress[msg.src]
-        pr.recent_active = True
-        if pr.state is not ProgressState.SNAPSHOT:
-            return
-        pr.snapshot_idle_ticks = 0
-        if msg.done:
-            if msg.last_included_index > pr.match_index:
-                pr.match_index = msg.last_included_index
-            pr.become_probe()
-            self._maybe_commit()
-            self._send_append(msg.src, pr)
-            return
-        if msg.last_included_index != self.snapshot_meta.last_included_index:
-            pr.snapshot_offset = 0
-        else:
-            pr.snapshot_offset = msg.next_offset
-        self._send_snapshot_chunk(msg.src, pr)
 
     # ------------------------------------------------------------------ follower and candidate
 
@@ -593,177 +684,9 @@ class RaftCore:
         elif isinstance(msg, InstallSnapshot):
             self._send(InstallSnapshotReply(self.id, msg.src, self.term, msg.last_included_index, 0))
         elif isinstance(msg, RequestVote):
-            self._send(RequestVoteReply(self.id, msg.src, self.term, False))
+            self._send(RequestVoteReply(self.id, msg.src, self.term, False, pre_vote=msg.pre_vote))
         elif isinstance(msg, ReadIndexRequest):
             self._send(ReadIndexReply(self.id, msg.src, self.term, msg.read_id, 0, False))
-
-    def _on_request_vote(self, msg: RequestVote) -> None:
-        can_vote = self.voted_for in (None, msg.src) and self.role is not Role.LEADER
-        granted = can_vote and self._log_is_up_to_date(msg.last_log_index, msg.last_log_term)
-        if granted:
-            self.voted_for = msg.src
-            self._election_elapsed = 0
-        self._send(RequestVoteReply(self.id, msg.src, self.term, granted))
-
-    def _on_request_vote_reply(self, msg: RequestVoteReply) -> None:
-        if self.role is not Role.CANDIDATE or msg.term != self.term:
-            return
-        self._votes[msg.src] = msg.vote_granted
-        if self._won_election():
-            self._become_leader()
-
-    def _follow(self, leader: str) -> None:
-        """A valid message from the current term's leader: it is our leader."""
-        if self.role is not Role.FOLLOWER or self.leader_id != leader:
-            self._become_follower(self.term, leader)
-        self._election_elapsed = 0
-
-    def _on_append_entries(self, msg: AppendEntries) -> None:
-        if self.role is Role.LEADER:
-            return
-        self._follow(msg.src)
-        reply = self._append_reply(msg)
-        self._send(reply)
-
-    def _append_reply(self, msg: AppendEntries) -> AppendEntriesReply:
-        log = self.log
-        if msg.prev_log_index < self.commit_index:
-            # Our committed prefix is in every later leader's log (leader completeness), so
-            # the entries past it follow a matching prefix.
-            match = self.commit_index
-            tail = [e for e in msg.entries if e.index > match]
-            if tail:
-                match = self._merge_entries(tail)
-            self._advance_commit(min(msg.leader_commit, match))
-            return AppendEntriesReply(self.id, msg.src, self.term, True, match, read_seq=msg.read_seq)
-        prev_term = log.term_at(msg.prev_log_index)
-        if prev_term != msg.prev_log_term:
-            if prev_term is None:
-                conflict_index, conflict_term = log.last_index() + 1, 0
-            else:
-                conflict_index = log.first_index_of_term(msg.prev_log_index)
-                conflict_term = prev_term
-            return AppendEntriesReply(
-                self.id, msg.src, self.term, False, msg.prev_log_index,
-                conflict_index, conflict_term, msg.read_seq,
-            )
-        match = msg.prev_log_index
-        if msg.entries:
-            match = self._merge_entries(list(msg.entries))
-        self._advance_commit(min(msg.leader_commit, match))
-        return AppendEntriesReply(self.id, msg.src, self.term, True, match, read_seq=msg.read_seq)
-
-    def _merge_entries(self, entries: list[Entry]) -> int:
-        """Append ``entries`` (which follow a matching prefix), truncating a conflicting
-        uncommitted suffix first (§5.3). Returns the index of the last entry verified."""
-        log = self.log
-        for n, entry in enumerate(entries):
-            ours = log.term_at(entry.index)
-            if ours == entry.term:
-                continue
-            if ours is not None:
-                if entry.index <= self.commit_index:
-                    raise LogInvariantError(f"leader conflicts with committed entry {entry.index}")
-                log.truncate_from(entry.index)
-                self._unstable_from = min(self._unstable_from, entry.index)
-                self._stable_last = min(self._stable_last, entry.index - 1)
-            log.append(entries[n:])
-            break
-        return entries[-1].index
-
-    def _advance_commit(self, index: int) -> None:
-        if index > self.commit_index:
-            self.commit_index = index
-
-    def _on_install_snapshot(self, msg: InstallSnapshot) -> None:
-        if self.role is Role.LEADER:
-            return
-        self._follow(msg.src)
-        meta = SnapshotMeta(msg.last_included_index, msg.last_included_term, msg.checksum, msg.total_size)
-        if msg.last_included_index <= self.commit_index:
-            self._send(InstallSnapshotReply(self.id, msg.src, self.term, msg.last_included_index, 0, done=True))
-            return
-        if self._awaiting_install is not None:
-            return
-        if self._receiving != meta:
-            if msg.offset != 0:
-                self._send(InstallSnapshotReply(self.id, msg.src, self.term, msg.last_included_index, 0))
-                return
-            self._receiving = meta
-            self._receive_offset = 0
-        self._receive_from = msg.src
-        if msg.offset != self._receive_offset:
-            self._send(
-                InstallSnapshotReply(self.id, msg.src, self.term, msg.last_included_index, self._receive_offset)
-            )
-            return
-        self._snapshot_chunks.append(SnapshotChunk(meta, msg.offset, msg.data, msg.done))
-        self._receive_offset += len(msg.data)
-        if msg.done:
-            self._awaiting_install = meta
-        else:
-            self._send(
-                InstallSnapshotReply(self.id, msg.src, self.term, msg.last_included_index, self._receive_offset)
-            )
-
-    # ------------------------------------------------------------------ linearizable reads
-
-    def _committed_in_term(self) -> bool:
-        """§6.4: a new leader knows the commit index only once an entry of its term commits."""
-        return self.log.term_at(self.commit_index) == self.term
-
-    def _leader_read(self, origin: str, read_id: int) -> None:
-        self._read_seq += 1
-        self._pending_reads.append(_PendingRead(origin, read_id, self.commit_index, self._read_seq))
-        if len(self.peers) == 1:
-            self._release_reads()
-        else:
-            self._read_round_pending = True
-
-    def _release_reads(self) -> None:
-        """Answer reads whose heartbeat round a majority acknowledged, once this term has
-        committed an entry (so the commit index is the leader's real one)."""
-        if not self._pending_reads or not self._committed_in_term():
-            return
-        quorum = majority(len(self.peers))
-        released = 0
-        for read in self._pending_reads:
-            acks = 1 + sum(pr.read_seq_acked >= read.seq for pr in self._progress.values())
-            if acks < quorum:
-                break
-            index = max(read.index, self.commit_index)
-            self._answer_read(read.origin, read.read_id, index, True)
-            released += 1
-        del self._pending_reads[:released]
-
-    def _answer_read(self, origin: str, read_id: int, index: int, success: bool) -> None:
-        if origin == self.id:
-            self._read_states.append(ReadState(read_id, index, success))
-        else:
-            self._send(ReadIndexReply(self.id, origin, self.term, read_id, index, success))
-
-    def _fail_pending_reads(self) -> None:
-        for read in self._pending_reads:
-            self._answer_read(read.origin, read.read_id, 0, False)
-        self._pending_reads = []
-
-    def _fail_forwarded_reads(self) -> None:
-        for read_id in self._forwarded_reads:
-            self._read_states.append(ReadState(read_id, 0, success=False))
-        self._forwarded_reads = {}
-
-    def _on_read_index_request(self, msg: ReadIndexRequest) -> None:
-        if self.role is not Role.LEADER:
-            self._send(ReadIndexReply(self.id, msg.src, self.term, msg.read_id, 0, False))
-            return
-        self._leader_read(msg.src, msg.read_id)
-
-    def _on_read_index_reply(self, msg: ReadIndexReply) -> None:
-        """Only the leader asked, in the current term, may answer a forwarded read."""
-        if self._forwarded_reads.get(msg.read_id) != msg.src or msg.term != self.term:
-            return
-        del self._forwarded_reads[msg.read_id]
-        self._read_states.append(ReadState(msg.read_id, msg.read_index, msg.success))
 
 
 _HANDLERS = {
@@ -775,4 +698,5 @@ _HANDLERS = {
     InstallSnapshotReply: "_on_install_snapshot_reply",
     ReadIndexRequest: "_on_read_index_request",
     ReadIndexReply: "_on_read_index_reply",
+    TimeoutNow: "_on_timeout_now",
 }

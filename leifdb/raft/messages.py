@@ -52,6 +52,8 @@ class RequestVote:
     term: int
     last_log_index: int
     last_log_term: int
+    pre_vote: bool = False  # §9.6: would you vote? (term is the one we would campaign in)
+    transfer: bool = False  # campaign ordered by the leader (TimeoutNow): ignore the vote lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class RequestVoteReply:
     dst: str
     term: int
     vote_granted: bool
+    pre_vote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +135,17 @@ class ReadIndexReply:
     success: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TimeoutNow:
+    """Leadership transfer (§3.10): the leader tells a caught-up voter to campaign now."""
+
+    src: str
+    dst: str
+    term: int
+
+
 Message = Union[
+    TimeoutNow,
     RequestVote,
     RequestVoteReply,
     AppendEntries,
@@ -204,6 +217,9 @@ class Ready:
     committed: list[Entry] = field(default_factory=list)
     read_states: list[ReadState] = field(default_factory=list)
     soft_state: SoftState | None = None
+    # The encoded membership (a CONFIG entry's data, or a snapshot's) the core adopted
+    # since the last Ready: the node updates its transport's peers and address book.
+    membership: bytes | None = None
 
     def is_empty(self) -> bool:
         return not (
@@ -214,6 +230,7 @@ class Ready:
             or self.committed
             or self.read_states
             or self.soft_state
+            or self.membership is not None
         )
 
 
@@ -224,3 +241,23 @@ class Member:
     id: str
     raft_address: str
     http_address: str = ""
+    learner: bool = False  # receives the log, never votes nor counts toward a quorum
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """Who votes and who only listens; derived from the newest CONFIG entry in the log
+    (committed or not, dissertation §4.1) or from the snapshot's membership."""
+
+    voters: frozenset[str] = frozenset()
+    learners: frozenset[str] = frozenset()
+
+    def members(self) -> frozenset[str]:
+        return self.voters | self.learners
+
+    @classmethod
+    def of(cls, members: "list[Member] | tuple[Member, ...]") -> "Configuration":
+        return cls(
+            frozenset(m.id for m in members if not m.learner),
+            frozenset(m.id for m in members if m.learner),
+        )

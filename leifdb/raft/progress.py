@@ -28,6 +28,11 @@ class Progress:
     snapshot_index: int = 0
     snapshot_offset: int = 0
     snapshot_idle_ticks: int = 0
+    contact_elapsed: int = 0  # ticks since the follower last answered
+
+    def heard_from(self) -> None:
+        self.recent_active = True
+        self.contact_elapsed = 0
 
     def become_probe(self) -> None:
         self.state = ProgressState.PROBE

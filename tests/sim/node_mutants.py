@@ -133,7 +133,7 @@ def _after_persist_with(*, apply_first: bool = False, trust_snapshot: bool = Fal
         if apply_first:
             self.application.apply(ready.committed)
         if installed is not None and installed[1]:
-            meta, _ok, restored = installed
+            meta, _ok, restored, _membership = installed
             self.application.install_snapshot(restored)
             self._snapshot_meta = meta
         if not apply_first:
@@ -147,7 +147,7 @@ def _after_persist_with(*, apply_first: bool = False, trust_snapshot: bool = Fal
             self.application.role_changed(ready.soft_state)
         self.core.advance(ready)
         if installed is not None:
-            self.core.snapshot_installed(installed[0], installed[1] or trust_snapshot)
+            self.core.snapshot_installed(installed[0], installed[1] or trust_snapshot, installed[3])
         self._busy = False
         self._maybe_snapshot()
         self._schedule_drain()

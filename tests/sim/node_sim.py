@@ -70,7 +70,7 @@ import random
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.internet import defer
 from twisted.internet.base import DelayedCall
@@ -401,6 +401,7 @@ class SimTransport:
         self.on_message: Callable[[Message, str], None] = lambda msg, http: None
         self.on_unreachable: Callable[[str], None] = lambda peer: None
         self.stopped = False
+        self.peers: dict[str, tuple[str, int]] = {}
 
     def attach(self, on_message: Callable[[Message, str], None],
                on_peer_unreachable: Callable[[str], None]) -> None:
@@ -411,6 +412,11 @@ class SimTransport:
     def send(self, msg: Message) -> None:
         if not self.stopped:
             self._network.send(self, msg)
+
+    def update_peers(self, peers: Mapping[str, tuple[str, int]]) -> None:
+        """Membership changed: the simulated network reaches every node, so only remember
+        the set (a test can look at it)."""
+        self.peers = dict(peers)
 
     def stop(self) -> Deferred:
         self.stopped = True

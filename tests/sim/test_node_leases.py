@@ -214,7 +214,7 @@ def _fresh_leader_without_the_grant() -> tuple[NodeSim, SimLease, str]:
     """A lease granted (and acknowledged) just before its leader crashed, and the new
     leader at the moment it knows it leads but has not applied the grant yet (its
     own-term entry has not committed)."""
-    sim = NodeSim(SimOptions(), seed=3)
+    sim = NodeSim(SimOptions(), seed=5)
     old, _ = _active_leader(sim)
     lease = _granted(sim, old, 3.0, keep=False)
     sim.crash(old)
