@@ -62,3 +62,14 @@ class LockTimeout(Exception):
     def __init__(self, name: str, holder: str | None) -> None:
         super().__init__(f"{name!r} is still held by another owner; gave up waiting")
         self.holder = holder
+
+
+class MembershipRefused(Exception):
+    """A membership change or leadership transfer was refused and nothing changed.
+    ``status`` tells why as HTTP does: 409 (not allowed now or at all: one change at a
+    time, a lagging learner, a lost quorum without ``force``...), 404 (no such member).
+    A refusal that a retry may cure is raised as ``Unavailable`` instead."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status

@@ -3,9 +3,10 @@
     leifdb [--endpoints URLS] [-o table|json|value] COMMAND ...
 
 Exit codes: 0 ok, 1 error, 2 usage, 3 condition failed (also a transaction whose compares
-failed, a write refused by ``--fence``), 4 key not found (``get``; ``elect NAME``: no
-leader), 5 outcome unknown (a write may or may not have been applied), 6 the lock (or
-leadership) was not acquired within ``--timeout``, 7 the lease is gone (revoked, expired,
+failed, a write refused by ``--fence``, a membership change or transfer refused), 4 key
+not found (``get``; ``elect NAME``: no leader; ``member``/``leader``: no such member), 5
+outcome unknown (a write or membership change may or may not have been applied), 6 the
+lock (or leadership) was not acquired within ``--timeout``, 7 the lease is gone (revoked, expired,
 never granted) or was lost while ``lease keepalive``, ``lock`` or ``elect`` kept it alive,
 130 interrupted. ``lock ... -- COMMAND`` and ``elect ... -- COMMAND`` exit with COMMAND's
 exit code once it ran (128 + N if a signal N ended it; 126/127 if it could not be started).
@@ -27,15 +28,15 @@ import os
 import sys
 from typing import Sequence, TextIO
 
-from leifdb.cli import coordination, kv
+from leifdb.cli import cluster, coordination, kv
 from leifdb.cli.common import (
     DEFAULT_ENDPOINTS, EXIT_CONDITION, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_LEASE, EXIT_LOCKED,
     EXIT_NOT_FOUND, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, KeyNotFound, LeaseLost, Parser,
     UsageError, one_line, table,
 )
 from leifdb.client import (
-    Client, ClientError, ConditionFailed, Fenced, LeaseNotFound, LockTimeout, NotHolder,
-    OutcomeUnknown,
+    Client, ClientError, ConditionFailed, Fenced, LeaseNotFound, LockTimeout, MembershipRefused,
+    NotHolder, OutcomeUnknown,
 )
 
 __all__ = ["EXIT_CONDITION", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_LEASE", "EXIT_LOCKED",
@@ -45,8 +46,9 @@ __all__ = ["EXIT_CONDITION", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_LEASE", "EX
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="leifdb", description="LeifDB command-line client.",
-               epilog="exit codes: 0 ok, 1 error, 2 usage, 3 condition failed, "
-                      "4 key not found, 5 outcome unknown, 6 lock not acquired in time, "
+               epilog="exit codes: 0 ok, 1 error, 2 usage, 3 condition failed or change "
+                      "refused, 4 key or member not found, 5 outcome unknown, 6 lock not "
+                      "acquired in time, "
                       "7 lease gone or lost, 130 interrupted; lock/elect -- COMMAND: "
                       "COMMAND's exit code")
     p.add_argument("--endpoints", default=None,
@@ -54,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
                         f"or {DEFAULT_ENDPOINTS})")
     p.add_argument("-o", "--output", choices=("table", "json", "value"), default=None,
                    help="output format (default: value for get/put/del/txn/lease "
-                        "grant|keepalive|revoke/lock/elect, table for ls/status/lease "
-                        "list|info, json for watch and elect --listen)")
+                        "grant|keepalive|revoke/lock/elect/member add|promote|remove/"
+                        "leader transfer, table for ls/status/lease list|info/member list, "
+                        "json for watch and elect --listen)")
     p.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     kv.add_parsers(sub)
     coordination.add_parsers(sub)
+    cluster.add_parsers(sub)
     return p
 
 
@@ -67,6 +71,8 @@ def run(args: argparse.Namespace, client: Client, out: TextIO) -> int:
     """Run the parsed command: its exit code (errors are raised, ``main`` maps them)."""
     if args.command in coordination.COMMANDS:
         return coordination.run(args, client, out)
+    if args.command in cluster.COMMANDS:
+        return cluster.run(args, client, out)
     return kv.run(args, client, out)
 
 
@@ -135,6 +141,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         now = (f"; current value {current.value!r} at revision {current.revision}"
                if current is not None else "; the key is absent")
         print(f"leifdb: error: condition failed for {e.key}{now}", file=sys.stderr)
+        return EXIT_CONDITION
+    except MembershipRefused as e:
+        print(f"leifdb: error: refused: {one_line(e)}", file=sys.stderr)
         return EXIT_CONDITION
     except OutcomeUnknown as e:
         print(f"leifdb: error: outcome unknown: {one_line(e)}", file=sys.stderr)

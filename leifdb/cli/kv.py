@@ -212,9 +212,10 @@ def _status(client: Client, out: TextIO, fmt: str) -> int:
     elif fmt == "table":
         write(out, table(
             ["ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "COMMIT INDEX", "APPLIED INDEX",
-             "VERSION"],
+             "VERSION", "HEALTHY"],
             [[s.endpoint, s.node, s.role, s.term, s.leader or "", s.commit_index,
-              s.applied_index, s.version] for s in ok]))
+              s.applied_index, s.version, "yes" if s.healthy else f"no: {s.reason}"]
+             for s in ok]))
     else:
         for s in ok:
             write(out, f"{s.endpoint} {s.role}")

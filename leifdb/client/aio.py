@@ -26,6 +26,10 @@ from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, Resp
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
+from leifdb.client.cluster import (
+    add_member_request, members_steps, promote_member_request, remove_member_request,
+    transfer_leader_request,
+)
 from leifdb.client.coordination import (
     ObserveCursor, Renewed, campaign_request, grant_request, keepalive_request, keepalive_steps,
     leader_request, lease_info_request, leases_request, lock_holder_request, lock_request,
@@ -37,7 +41,7 @@ from leifdb.client.protocol import (
     list_request, put_request, txn_request, watch_steps,
 )
 from leifdb.client.types import (
-    Event, Holder, Item, LeaderChange, Lease, Page, Status, TxnResult, WriteResult,
+    Event, Holder, Item, LeaderChange, Lease, Members, Page, Status, TxnResult, WriteResult,
 )
 
 __all__ = ["AsyncClient", "AsyncLeaseKeeper", "AsyncioTransport", "TwistedTransport"]
@@ -471,6 +475,24 @@ class AsyncClient:
         body = dict(txn) if txn is not None else {
             "compare": compare or [], "success": success or [], "failure": failure or []}
         return await self._run(txn_request(body, stale=stale))
+
+    # --- the cluster ----------------------------------------------------------------------
+
+    async def members(self) -> Members:
+        return await self._drive(members_steps(self.endpoints, self.policy, self.timeout))
+
+    async def add_member(self, member_id: str, raft_address: str,
+                         http_address: str = "") -> Members:
+        return await self._run(add_member_request(member_id, raft_address, http_address))
+
+    async def promote_member(self, member_id: str) -> Members:
+        return await self._run(promote_member_request(member_id))
+
+    async def remove_member(self, member_id: str, *, force: bool = False) -> Members:
+        return await self._run(remove_member_request(member_id, force=force))
+
+    async def transfer_leader(self, to: str) -> str:
+        return await self._run(transfer_leader_request(to))
 
     async def status(self, endpoint: str | None = None) -> Status:
         return await self._run(health_request(), url=endpoint or self.endpoints.urls[0])

@@ -10,6 +10,10 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
+from leifdb.client.cluster import (
+    add_member_request, members_steps, promote_member_request, remove_member_request,
+    transfer_leader_request,
+)
 from leifdb.client.coordination import (
     ObserveCursor, Renewed, campaign_request, grant_request, keepalive_request, keepalive_steps,
     leader_request, lease_info_request, leases_request, lock_holder_request, lock_request,
@@ -21,7 +25,7 @@ from leifdb.client.protocol import (
     list_request, put_request, txn_request, watch_steps,
 )
 from leifdb.client.types import (
-    Event, Holder, Item, LeaderChange, Lease, Page, Status, TxnResult, WriteResult,
+    Event, Holder, Item, LeaderChange, Lease, Members, Page, Status, TxnResult, WriteResult,
 )
 
 __all__ = ["Client", "LeaseKeeper", "Observer", "Watch"]
@@ -245,6 +249,31 @@ class Client:
         """``GET /health`` of one endpoint (the first one by default), without retries."""
         url = endpoint or self.endpoints.urls[0]
         return self._run(health_request(), url=url)
+
+    # --- the cluster ----------------------------------------------------------------------
+
+    def members(self) -> Members:
+        """The members, from the leader when it can be reached (only its answer has
+        ``match_index`` and ``last_contact_seconds``), else from any node."""
+        return self._drive(members_steps(self.endpoints, self.policy, self.timeout))
+
+    def add_member(self, member_id: str, raft_address: str, http_address: str = "") -> Members:
+        """Add a learner; the new member list once the change is applied. Raises
+        ``MembershipRefused`` (409: why in the message) or ``OutcomeUnknown``."""
+        return self._run(add_member_request(member_id, raft_address, http_address))
+
+    def promote_member(self, member_id: str) -> Members:
+        """Make a caught-up learner a voter; ``MemberNotFound``, ``MembershipRefused``."""
+        return self._run(promote_member_request(member_id))
+
+    def remove_member(self, member_id: str, *, force: bool = False) -> Members:
+        """Remove a member (the leader too). ``force``: even if fewer than a quorum of the
+        remaining voters are reachable."""
+        return self._run(remove_member_request(member_id, force=force))
+
+    def transfer_leader(self, to: str) -> str:
+        """Hand leadership to voter ``to``; the new leader's id once it leads."""
+        return self._run(transfer_leader_request(to))
 
     def statuses(self) -> list[Status | Exception]:
         """The status of every endpoint, or the error it gave."""

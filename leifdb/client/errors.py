@@ -11,8 +11,9 @@ from typing import Any
 
 __all__ = [
     "BadRequest", "ClientError", "Compacted", "ConditionFailed", "Fenced", "Gone",
-    "LeaseExpired", "LeaseNotFound", "LockTimeout", "NotFound", "NotHolder", "NotLeader",
-    "OutcomeUnknown", "ServerError", "TooLarge", "Unavailable", "WatchOverflow",
+    "LeaseExpired", "LeaseNotFound", "LockTimeout", "MemberNotFound", "MembershipRefused",
+    "NotFound", "NotHolder", "NotLeader", "OutcomeUnknown", "ServerError", "TooLarge",
+    "Unavailable", "WatchOverflow",
 ]
 
 
@@ -140,3 +141,19 @@ class LockTimeout(ClientError):
     def __init__(self, message: str, *, holder: str | None, body: Any = None) -> None:
         super().__init__(message, status=423, body=body)
         self.holder = holder
+
+
+class MembershipRefused(ClientError):
+    """409: a membership change or leadership transfer was refused and nothing changed;
+    the message says why (another change in progress, the id or address taken, a learner
+    lagging behind, too few reachable voters left without ``force``...)."""
+
+    status = 409
+
+
+class MemberNotFound(NotFound):
+    """404 from a membership change or transfer: no member has this id."""
+
+    def __init__(self, message: str, *, member_id: str, body: Any = None) -> None:
+        super().__init__(message, status=404, body=body)
+        self.member_id = member_id

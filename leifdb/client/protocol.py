@@ -32,14 +32,17 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from leifdb.client.errors import (
     BadRequest, ClientError, Compacted, ConditionFailed, Fenced, LeaseNotFound, LockTimeout,
-    NotFound, NotHolder, NotLeader, OutcomeUnknown, ServerError, TooLarge, Unavailable,
-    WatchOverflow,
+    MemberNotFound, MembershipRefused, NotFound, NotHolder, NotLeader, OutcomeUnknown,
+    ServerError, TooLarge, Unavailable, WatchOverflow,
 )
 from leifdb.client.sse import SseParser
-from leifdb.client.types import Event, Holder, Item, Lease, Page, Status, TxnResult, WriteResult
+from leifdb.client.types import (
+    Event, Holder, Item, Lease, Members, Page, Status, TxnResult, WriteResult,
+)
 
 __all__ = [
-    "ConnectFailed", "Cursor", "Emit", "Endpoints", "FenceLike", "JSON_HEADERS", "NoAnswer",
+    "ConnectFailed", "Cursor", "Emit", "Endpoints", "FenceLike", "JSON_HEADERS", "MEMBER_KINDS",
+    "NoAnswer",
     "Open", "Read", "Request", "Response", "RetryPolicy", "Send", "Sleep", "Step",
     "WatchCursor", "check_lease_id", "delete_request", "duration_text", "execute",
     "fence_text", "get_request", "health_request", "interpret", "json_body", "list_request",
@@ -48,6 +51,8 @@ __all__ = [
 ]
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+# Membership calls (``leifdb.client.cluster``): their 404 means no such member, 409 refused.
+MEMBER_KINDS = ("members", "add_member", "promote_member", "remove_member", "transfer_leader")
 
 
 # --- requests and actions ------------------------------------------------------------
@@ -352,9 +357,10 @@ def interpret(request: Request, resp: Response, url: str = "") -> Any:
     """The typed result of a final answer, or the error it means."""
     data = _decode(resp.body)
     status = resp.status
+    kind = request.kind
     try:
-        if status == 200:
-            kind = request.kind
+        if status in (200, 201) or (status == 503 and kind == "health" and
+                                    isinstance(data, dict) and "healthy" in data):
             if kind == "get":
                 return Item.from_json(data)
             if kind == "put":
@@ -376,6 +382,10 @@ def interpret(request: Request, resp: Response, url: str = "") -> Any:
                                  [_txn_result(r) for r in data.get("results", [])])
             if kind == "health":
                 return Status.from_json(url, data)
+            if kind in ("members", "add_member", "promote_member", "remove_member"):
+                return Members.from_json(data)
+            if kind == "transfer_leader":
+                return str(data["leader"])
             return data
     except (KeyError, TypeError, ValueError) as e:
         raise ServerError(f"unexpected answer to {request.method} {request.target}: {e!r}",
@@ -385,6 +395,10 @@ def interpret(request: Request, resp: Response, url: str = "") -> Any:
         return None  # absent key, free lock, no leader: answers, not errors
     if status == 404 and request.lease_id:
         raise LeaseNotFound(message, lease_id=request.lease_id, body=data)
+    if status == 404 and kind in MEMBER_KINDS:
+        raise MemberNotFound(message, member_id=request.key, body=data)
+    if status == 409 and kind in MEMBER_KINDS:
+        raise MembershipRefused(message, status=409, body=data)
     if status == 412 and isinstance(data, dict) and data.get("fence"):
         raise Fenced(message, fence=str(data["fence"]), body=data)
     if status == 412 and request.kind in ("proclaim", "resign"):
@@ -416,6 +430,8 @@ def _retryable(request: Request, reply: Response | Exception) -> bool:
         return True
     if isinstance(reply, NoAnswer):
         return request.idempotent
+    if request.kind == "health":
+        return False  # a 503 is an answer: the node is up but not healthy
     return reply.status == 503 or (reply.status == 504 and request.idempotent)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Event", "Holder", "Item", "LeaderChange", "Lease", "Page", "Status", "TxnResult",
-           "WriteResult"]
+__all__ = ["Event", "Holder", "Item", "LeaderChange", "Lease", "Member", "Members", "Page",
+           "Status", "TxnResult", "WriteResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +165,9 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """``GET /health`` of one endpoint."""
+    """``GET /health`` of one endpoint. ``role``: leader, follower, learner (a follower
+    without a vote), candidate or starting. ``healthy`` False (the node answered 503):
+    it knows no leader or has not heard from it lately; ``reason`` says which."""
 
     endpoint: str
     node: str
@@ -176,16 +178,78 @@ class Status:
     commit_index: int
     applied_index: int
     version: str
+    healthy: bool = True
+    reason: str | None = None
+    cluster_id: str = ""
 
     @classmethod
     def from_json(cls, endpoint: str, data: dict[str, Any]) -> Status:
         return cls(endpoint, str(data.get("node")), str(data.get("role")),
                    int(data.get("term") or 0), data.get("leader"), data.get("leader_http"),
                    int(data.get("commit_index") or 0), int(data.get("applied_index") or 0),
-                   str(data.get("version")))
+                   str(data.get("version")), bool(data.get("healthy", True)),
+                   data.get("reason"), str(data.get("cluster_id") or ""))
 
     def to_json(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint, "node": self.node, "role": self.role,
                 "term": self.term, "leader": self.leader, "leader_http": self.leader_http,
                 "commit_index": self.commit_index, "applied_index": self.applied_index,
-                "version": self.version}
+                "version": self.version, "healthy": self.healthy, "reason": self.reason,
+                "cluster_id": self.cluster_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of the cluster. ``role``: ``voter`` or ``learner`` (receives the log,
+    does not vote). ``match_index`` and ``last_contact_seconds`` are the leader's view
+    (None when another node answered)."""
+
+    id: str
+    raft_address: str
+    http_address: str
+    role: str
+    match_index: int | None = None
+    last_contact_seconds: float | None = None
+    is_leader: bool = False
+
+    @property
+    def learner(self) -> bool:
+        return self.role == "learner"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Member:
+        match, contact = data.get("match_index"), data.get("last_contact_seconds")
+        return cls(str(data["id"]), str(data["raft_address"]),
+                   str(data.get("http_address") or ""), str(data["role"]),
+                   None if match is None else int(match),
+                   None if contact is None else float(contact), bool(data.get("is_leader")))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "raft_address": self.raft_address,
+                "http_address": self.http_address, "role": self.role,
+                "match_index": self.match_index,
+                "last_contact_seconds": self.last_contact_seconds,
+                "is_leader": self.is_leader}
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    """The member list as ``node`` knows it; ``leader``: the leader's id (None: none
+    known)."""
+
+    cluster_id: str
+    node: str
+    leader: str | None
+    members: list[Member]
+
+    def get(self, member_id: str) -> Member | None:
+        return next((m for m in self.members if m.id == member_id), None)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Members:
+        return cls(str(data.get("cluster_id") or ""), str(data.get("node") or ""),
+                   data.get("leader"), [Member.from_json(m) for m in data["members"]])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cluster_id": self.cluster_id, "node": self.node, "leader": self.leader,
+                "members": [m.to_json() for m in self.members]}

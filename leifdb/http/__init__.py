@@ -1,6 +1,6 @@
 """The client HTTP API: Klein routes (keys, transactions, SSE watches, leases, locks,
-elections), their OpenAPI 2.0 document, Swagger UI, CORS, and the site that bounds
-requests.
+elections, cluster membership and health), their OpenAPI 2.0 document, Swagger UI, CORS,
+and the site that bounds requests.
 
 Imports only ``leifdb.service.api``, ``leifdb.kv`` and ``leifdb.errors`` of ours; the node
 is reached through the ``Service`` protocol.

@@ -3,7 +3,9 @@
 Reads (and read-only transactions, watch start points, long polls) and writes differ in
 what a client must learn: a write says whether it was ``applied`` (false: safe to retry;
 "unknown": read first), a read only where to go or when to retry. Lease reads are served
-by the leader alone (only it keeps the deadlines), so they have their own wording.
+by the leader alone (only it keeps the deadlines), so they have their own wording, and
+so do membership changes (a refusal says why; an unknown outcome means reading the member
+list, not a key).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from leifdb.errors import (
     LeaseNotFound,
     LimitExceeded,
     LockTimeout,
+    MembershipRefused,
     NotHolder,
     NotLeaderError,
     OutcomeUnknown,
@@ -32,6 +35,7 @@ from leifdb.http.params import split_uri
 __all__ = [
     "RETRY_AFTER_SECONDS",
     "leader_read_failure",
+    "membership_failure",
     "read_failure",
     "redirect",
     "shield",
@@ -163,6 +167,38 @@ def write_failure(request: IRequest, error: Exception) -> ApiError | None:
             504,
             f"the write may or may not have been applied{_why(error)}; "
             "read the key before retrying",
+            applied="unknown",
+        )
+    return _common(error)
+
+
+def membership_failure(request: IRequest, error: Exception) -> ApiError | None:
+    """The answer for a membership change or leadership transfer that failed, or None (a
+    bug: 500). Every refusal says why; nothing was changed unless the outcome is unknown."""
+    if isinstance(error, NotLeaderError):
+        if error.leader_http:
+            return redirect(
+                request, error.leader_http,
+                "this node is not the leader; membership changes go through the leader",
+                applied=False,
+            )
+        return ApiError(503, "no leader is known; nothing was changed", headers=_RETRY,
+                        applied=False)
+    if isinstance(error, MembershipRefused):
+        if error.status == 503:
+            return ApiError(503, f"{error}; nothing was changed; retry", headers=_RETRY,
+                            applied=False)
+        return ApiError(error.status, str(error), applied=False)
+    if isinstance(error, Unavailable):
+        return ApiError(
+            503, f"{error or 'the cluster cannot change now'}; nothing was changed; retry",
+            headers=_RETRY, applied=False,
+        )
+    if isinstance(error, OutcomeUnknown):
+        return ApiError(
+            504,
+            f"the change may or may not have been applied{_why(error)}; list the members "
+            "before retrying",
             applied="unknown",
         )
     return _common(error)

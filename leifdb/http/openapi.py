@@ -73,6 +73,13 @@ it is still held so. `POST /election/{{name}}/campaign` waits until elected;
 `GET /election/{{name}}/observe` streams the leader. These are served by the leader (a
 follower answers 307, as for writes); their keys live under `_lock/` and `_election/`.
 
+**Cluster.** `GET /health` answers 503 while the node knows no leader or has not heard
+from it within an election timeout. `GET /cluster/members` lists voters and learners;
+`POST /cluster/members` adds a learner, `POST /cluster/members/{{member_id}}/promote` makes
+it a voter, `DELETE /cluster/members/{{member_id}}` removes a member and `POST
+/cluster/leader` hands leadership over. Changes go through the leader (307 elsewhere), one
+at a time, and answer once applied; a refusal is 409 with the reason.
+
 **Errors** are always JSON `{{"error": "..."}}`, with extra fields where useful. An unknown
 path is 404; a known path with another method is 405 with an `Allow` header. `HEAD` is
 accepted wherever `GET` is, and `OPTIONS` answers with `Allow`.
@@ -120,7 +127,7 @@ def openapi_document(*, version: str, limits: HttpLimits | None = None) -> dict[
             {"name": "leases", "description": "Keys that live as long as their owner."},
             {"name": "locks", "description": "Mutual exclusion with fencing tokens."},
             {"name": "elections", "description": "One leader among candidates."},
-            {"name": "cluster", "description": "Node and cluster status."},
+            {"name": "cluster", "description": "Node health, members and leadership."},
             {"name": "docs", "description": "This document and its UI."},
         ],
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from leifdb.http.failures import RETRY_AFTER_SECONDS
+from leifdb.service.api import ADDRESS_PATTERN, MEMBER_ID_MAX_BYTES, MEMBER_ID_PATTERN
 
 __all__ = ["PARAMETERS", "PATH_PARAMETERS", "RESPONSES", "REVISION_HEADER_DOC", "SCHEMAS"]
 
@@ -42,6 +43,19 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "minimum": 1,
         "x-example": 1,
         "description": "A lease's id, as `POST /lease` answered it.",
+    },
+    "member_id": {
+        "in": "path",
+        "name": "member_id",
+        "required": True,
+        "type": "string",
+        "pattern": f"^{MEMBER_ID_PATTERN}$",
+        "maxLength": MEMBER_ID_MAX_BYTES,
+        "x-example": "n9",
+        "description": (
+            "A member's id: its name (`n4`), or `host:port` for a member started without "
+            "one, as `GET /cluster/members` lists it."
+        ),
     },
     "name": {
         "in": "path",
@@ -298,6 +312,86 @@ _LEASE_SCHEMAS: dict[str, dict[str, Any]] = {
     },
 }
 
+_MEMBER_ID = {"type": "string", "pattern": f"^{MEMBER_ID_PATTERN}$", "minLength": 1,
+              "maxLength": MEMBER_ID_MAX_BYTES}
+_ADDRESS = {"type": "string", "pattern": f"^{ADDRESS_PATTERN}$",
+            "description": "`host:port`, the port from 1 to 65535."}
+_MEMBER_EXAMPLE = {"id": "n1", "raft_address": "10.0.0.1:16990",
+                   "http_address": "10.0.0.1:8080", "role": "voter", "match_index": 42,
+                   "last_contact_seconds": 0.0, "is_leader": True}
+
+_CLUSTER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Member": {
+        "type": "object",
+        "required": ["id", "raft_address", "http_address", "role", "match_index",
+                     "last_contact_seconds", "is_leader"],
+        "properties": {
+            "id": {"type": "string"},
+            "raft_address": {"type": "string", "description": "Where peers reach it."},
+            "http_address": {"type": "string",
+                             "description": "Its client API `host:port`; empty if unknown."},
+            "role": {"type": "string", "enum": ["voter", "learner"],
+                     "description": "A learner receives the log but does not vote."},
+            "match_index": {**_COUNT, "x-nullable": True,
+                            "description": "The last log index the leader knows the member "
+                                           "has; null unless the answering node leads."},
+            "last_contact_seconds": {**_SECONDS, "x-nullable": True,
+                                     "description": "Seconds since the leader last heard "
+                                                    "from it; null unless the answering "
+                                                    "node leads."},
+            "is_leader": {"type": "boolean"},
+        },
+        "example": _MEMBER_EXAMPLE,
+    },
+    "ClusterMembers": {
+        "type": "object",
+        "required": ["cluster_id", "node", "leader", "members", "config_index"],
+        "properties": {
+            "cluster_id": {"type": "string"},
+            "node": {"type": "string", "description": "The id of the node that answered."},
+            "leader": {"type": "string", "x-nullable": True,
+                       "description": "The leader's id; null when none is known."},
+            "members": {"type": "array", "items": _ref("Member")},
+            "config_index": {"type": "integer", "minimum": 0,
+                             "description": "Log index of this configuration's entry (0: "
+                                            "the bootstrap `--members` list). A node that "
+                                            "joins records it: removals of its id before it "
+                                            "are not its own."},
+        },
+    },
+    "AddMemberBody": {
+        "type": "object",
+        "required": ["id", "raft_address"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {**_MEMBER_ID, "description": "The new member's name (its `--name`)."},
+            "raft_address": {**_ADDRESS, "description": "Where peers reach its Raft port, "
+                                                        "`host:port`."},
+            "http_address": {"type": "string", "pattern": f"^({ADDRESS_PATTERN})?$",
+                             "description": "Its client API `host:port` (optional: learned "
+                                            "when it connects)."},
+        },
+        "example": {"id": "n9", "raft_address": "127.0.0.1:16999",
+                    "http_address": "127.0.0.1:8089"},
+    },
+    "TransferBody": {
+        "type": "object",
+        "required": ["to"],
+        "additionalProperties": False,
+        "properties": {"to": {**_MEMBER_ID, "description": "The voter that should lead."}},
+        "example": {"to": "n2"},
+    },
+    "TransferDone": {
+        "type": "object",
+        "required": ["leader", "leader_http"],
+        "properties": {
+            "leader": {"type": "string", "description": "The new leader's id."},
+            "leader_http": {"type": "string", "x-nullable": True,
+                            "description": "Its client address, when known."},
+        },
+    },
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Item": {
         "type": "object",
@@ -376,12 +470,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Health": {
         "type": "object",
         "required": ["status", "version", "node", "role", "term", "leader",
-                     "leader_http", "commit_index", "applied_index"],
+                     "leader_http", "commit_index", "applied_index", "cluster_id",
+                     "healthy", "reason", "leader_contact_seconds"],
         "properties": {
-            "status": {"type": "string", "enum": ["OK"]},
+            "status": {"type": "string", "enum": ["OK", "UNAVAILABLE"],
+                       "description": "OK when `healthy`."},
             "version": {"type": "string"},
             "node": {"type": "string", "description": "This node's id (`host:raftport`)."},
-            "role": {"type": "string", "description": "leader, follower or candidate."},
+            "role": {"type": "string", "description": "leader, follower, learner (a "
+                                                      "follower without a vote), candidate "
+                                                      "or starting."},
             "term": {"type": "integer", "format": "int64"},
             "leader": {"type": "string", "x-nullable": True,
                        "description": "The leader's id, null when none is known."},
@@ -389,6 +487,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                             "description": "The leader's client address `host:port`."},
             "commit_index": {"type": "integer", "format": "int64"},
             "applied_index": {"type": "integer", "format": "int64"},
+            "cluster_id": {"type": "string"},
+            "healthy": {"type": "boolean",
+                        "description": "A leader is known and was heard from within an "
+                                       "election timeout (or this node leads)."},
+            "reason": {"type": "string", "x-nullable": True,
+                       "description": "Why the node is not healthy; null when it is."},
+            "leader_contact_seconds": {
+                **_SECONDS, "x-nullable": True,
+                "description": "Seconds since this node last heard from the leader (0 on "
+                               "the leader); null when no leader is known."},
         },
     },
     "Error": {
@@ -434,6 +542,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     **_TXN_SCHEMAS,
     **_LEASE_SCHEMAS,
+    **_CLUSTER_SCHEMAS,
 }
 
 RESPONSES: dict[str, dict[str, Any]] = {
@@ -462,6 +571,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "LeaderUnavailable": _error(
         "No leader is known, or it cannot answer now; retry.", headers=_RETRY_AFTER
     ),
+    "NotStarted": _error("The node has not started yet; retry.", headers=_RETRY_AFTER),
     "RouteNotFound": _error("No such route or file."),
     "TooLarge": _error(
         "The key, value, request body or transaction is larger than its limit (`limit`). "
@@ -510,6 +620,35 @@ RESPONSES: dict[str, dict[str, Any]] = {
         "too many watches; retry.",
         headers=_RETRY_AFTER,
     ),
+    "MembershipRedirect": {
+        "description": "This node is not the leader: resend to `Location` (`curl -L`); "
+                       "nothing was changed (`applied: false`).",
+        "schema": _ref("WriteError"),
+        "headers": _LOCATION,
+    },
+    "MembershipRefused": {
+        "description": "Refused, nothing changed; `error` says why: another change is still "
+                       "in progress, the id or address is taken, the member is already a "
+                       "voter, the learner lags too far behind, or the change would leave "
+                       "too few reachable voters (use `force=true` to remove anyway).",
+        "schema": _ref("WriteError"),
+    },
+    "MemberNotFound": {
+        "description": "No member has this id; nothing changed.",
+        "schema": _ref("WriteError"),
+    },
+    "MembershipUnavailable": {
+        "description": "No leader is known, the cluster cannot change right now (a new "
+                       "leader has not committed an entry of its term yet), or leadership "
+                       "did not move in time; nothing was changed. Retry.",
+        "schema": _ref("WriteError"),
+        "headers": _RETRY_AFTER,
+    },
+    "MembershipOutcomeUnknown": {
+        "description": 'The change may or may not have been applied (`applied: "unknown"`): '
+                       "list the members before retrying.",
+        "schema": _ref("WriteError"),
+    },
     "MethodNotAllowed": _error(
         "The path exists but not with this method (any path).",
         headers={"Allow": {"type": "string", "description": "The allowed methods."}},

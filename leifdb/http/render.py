@@ -1,13 +1,15 @@
-"""The JSON shapes of items, pages, leases and lock holders, shared by the routes."""
+"""The JSON shapes of items, pages, leases, lock holders and members, shared by the
+routes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from leifdb.kv.commands import Item
-from leifdb.service.api import Holder, LeaseInfo, Page
+from leifdb.service.api import ClusterMembers, Holder, LeaseInfo, MemberInfo, Page
 
-__all__ = ["etag", "holder_json", "item_json", "lease_json", "page_json"]
+__all__ = ["etag", "holder_json", "item_json", "lease_json", "member_json", "members_json",
+           "page_json"]
 
 
 def etag(revision: int) -> bytes:
@@ -52,4 +54,29 @@ def holder_json(holder: Holder) -> dict[str, Any]:
         "lease": holder.lease,
         "value": holder.value,
         "revision": holder.revision,
+    }
+
+
+def member_json(member: MemberInfo) -> dict[str, Any]:
+    """One member; ``match_index`` and ``last_contact_seconds`` are null unless the
+    answering node leads."""
+    return {
+        "id": member.id,
+        "raft_address": member.raft_address,
+        "http_address": member.http_address,
+        "role": "learner" if member.learner else "voter",
+        "match_index": member.match_index,
+        "last_contact_seconds": member.last_contact_seconds,
+        "is_leader": member.is_leader,
+    }
+
+
+def members_json(members: ClusterMembers) -> dict[str, Any]:
+    """``GET /cluster/members`` and the answer to every membership change."""
+    return {
+        "cluster_id": members.cluster_id,
+        "node": members.node,
+        "leader": members.leader,
+        "members": [member_json(m) for m in members.members],
+        "config_index": members.config_index,
     }

@@ -1,5 +1,6 @@
 """The client API: ``ClientApi`` combines the route classes (keys, transactions, watches,
-leases, locks, elections) with the documentation, health and error handlers, bound to one service.
+leases, locks, elections, cluster membership) with the documentation, health and error
+handlers, bound to one service.
 
 Each handler's docstring ends with its OpenAPI 2.0 operation in YAML after ``---``;
 ``leifdb.http.openapi`` builds the document from the url map and those docstrings, so a
@@ -18,8 +19,10 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
+from leifdb.http.cluster import ClusterRoutes
 from leifdb.http.elections import ElectionRoutes
 from leifdb.http.errors import ApiError, respond_error, respond_json
+from leifdb.http.failures import RETRY_AFTER_SECONDS
 from leifdb.http.keys import KeyRoutes
 from leifdb.http.leases import LeaseRoutes
 from leifdb.http.limits import HttpLimits
@@ -42,10 +45,15 @@ STATUS_FIELDS = (
     "leader_http",
     "commit_index",
     "applied_index",
+    "cluster_id",
+    "healthy",
+    "reason",
+    "leader_contact_seconds",
 )
 
 
-class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes, LeaseRoutes, LockRoutes, ElectionRoutes):
+class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes, LeaseRoutes, LockRoutes, ElectionRoutes,
+                ClusterRoutes):
     """The routes, bound to one service. ``app.resource()`` on an instance serves them;
     ``ClientApi.app.url_map`` is the route table the OpenAPI document is built from."""
 
@@ -141,25 +149,44 @@ class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes, LeaseRoutes, LockRoutes, Elec
 
     @api.route("/health", methods=["GET"], merge_slashes=False)
     def health(self, request: IRequest) -> bytes:
-        """Liveness and a snapshot of this node's Raft state; 200 whenever the process
-        answers, even without a leader (check ``leader`` for that).
+        """Readiness and a snapshot of this node's Raft state: 200 while the node knows a
+        leader it heard from within an election timeout (or leads), else 503 with the
+        same body, ``reason`` saying why, so a load balancer stops routing to it.
 
         ---
         get:
           tags: [cluster]
           summary: Node health and Raft status
+          description: >-
+            503 while no leader is known or a follower has not heard from its leader for
+            more than an election timeout; the body is the same, `healthy` false and
+            `reason` saying why. Any answer at all means the process is alive.
           operationId: getHealth
           responses:
             200:
-              description: The node is up; its view of the cluster.
+              description: Healthy; the node's view of the cluster.
               schema: Health
             400: BadRequest
+            413: TooLarge
             500: InternalError
+            503:
+              description: Up but not ready to serve (`reason`); the node's view of the
+                cluster.
+              schema: Health
+              headers:
+                Retry-After:
+                  type: integer
+                  description: Seconds to wait before asking again.
         """
         status = self.service.status()
-        document = {"status": "OK", "version": self.version}
+        document: dict[str, object] = {
+            "status": "OK" if status.healthy else "UNAVAILABLE", "version": self.version,
+        }
         document.update({name: getattr(status, name) for name in STATUS_FIELDS})
-        return respond_json(request, 200, document)
+        if status.healthy:
+            return respond_json(request, 200, document)
+        return respond_json(request, 503, document,
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     # -- errors ----------------------------------------------------------------------
 

@@ -16,7 +16,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from leifdb.http.errors import ApiError
-from leifdb.http.failures import leader_read_failure, read_failure, shield, write_failure
+from leifdb.http.failures import (
+    leader_read_failure,
+    membership_failure,
+    read_failure,
+    shield,
+    write_failure,
+)
 from leifdb.http.limits import HttpLimits
 from leifdb.http.params import Query, parse_query, split_uri
 from leifdb.http.paths import REVISION_HEADER
@@ -142,6 +148,14 @@ class Routes:
         whether the write was applied."""
         d = shield(maybeDeferred(call, *args, **kwargs))
         return await _answer(request, d, write_failure)
+
+    async def _reconfigure(
+        self, request: IRequest, call: Callable[..., Deferred[T]], *args: Any, **kwargs: Any
+    ) -> T:
+        """Like ``_write`` for membership changes and leadership transfers, whose refusals
+        (409, 404) and unknown outcomes are worded for the member list."""
+        d = shield(maybeDeferred(call, *args, **kwargs))
+        return await _answer(request, d, membership_failure)
 
     async def _acquire(
         self, request: IRequest, call: Callable[..., Deferred[T]], *args: Any, **kwargs: Any

@@ -10,24 +10,33 @@ Errors are the ones of ``leifdb.errors``:
 - ``OutcomeUnknown``: a write was proposed but its fate is not known.
 - ``Compacted``: a watch or wait starts before the kept history.
 - ``LimitExceeded`` / ``InvalidRequest``: the request is over a limit / makes no sense.
+- ``MembershipRefused``: a membership change or leadership transfer is not allowed (409)
+  or names no member (404); nothing was done.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from twisted.internet.defer import Deferred
 
+from leifdb.errors import InvalidRequest
 from leifdb.kv.commands import Condition, Event, Fence, Item, Txn, TxnResult
 
 __all__ = [
+    "ADDRESS_PATTERN",
     "CONSISTENCY_LINEARIZABLE",
     "CONSISTENCY_STALE",
+    "ClusterMembers",
     "ELECTION_PREFIX",
     "Holder",
     "LOCK_PREFIX",
     "LeaseInfo",
+    "MEMBER_ID_MAX_BYTES",
+    "MEMBER_ID_PATTERN",
+    "MemberInfo",
     "NodeStatus",
     "ObserveSink",
     "Page",
@@ -36,6 +45,8 @@ __all__ = [
     "WatchHandle",
     "WatchSink",
     "WriteResult",
+    "check_address",
+    "check_member_id",
     "election_prefix",
     "lock_fence",
     "lock_prefix",
@@ -65,10 +76,51 @@ def lock_fence(name: str, token: int) -> Fence:
     return Fence(lock_prefix(name), token)
 
 
+# A member id as ``--members`` makes them: a name (``n4``) or, for an unnamed member, its
+# ``host:port``. The HTTP document states the same pattern and length, so what the API
+# documents as valid and what the service accepts never differ.
+MEMBER_ID_PATTERN = r"[A-Za-z0-9\[][A-Za-z0-9._:\[\]-]*"
+MEMBER_ID_MAX_BYTES = 256
+# ``host:port`` (a name, an IPv4 address or ``[IPv6]``); the port is checked for 1..65535.
+ADDRESS_PATTERN = r"[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}"
+_MEMBER_ID = re.compile(MEMBER_ID_PATTERN)
+_ADDRESS = re.compile(ADDRESS_PATTERN)
+
+
+def check_member_id(member_id: object, what: str = "member id") -> str:
+    """``member_id`` if it can name a member; ``InvalidRequest`` saying why otherwise."""
+    if not isinstance(member_id, str) or not member_id:
+        raise InvalidRequest(f"the {what} must be a non-empty string")
+    if len(member_id) > MEMBER_ID_MAX_BYTES:
+        raise InvalidRequest(f"the {what} is longer than {MEMBER_ID_MAX_BYTES} characters")
+    if not _MEMBER_ID.fullmatch(member_id):
+        raise InvalidRequest(
+            f"the {what} {member_id!r} is not a name (letters, digits, '.', '_', '-') or "
+            "host:port"
+        )
+    return member_id
+
+
+def check_address(address: object, what: str) -> str:
+    """``address`` if it is ``host:port`` with a port in 1..65535; else ``InvalidRequest``."""
+    if not isinstance(address, str) or not _ADDRESS.fullmatch(address):
+        raise InvalidRequest(f"the {what} must be host:port, not {address!r}")
+    port = int(address.rpartition(":")[2])
+    if not 1 <= port <= 65535:
+        raise InvalidRequest(f"the {what} {address!r} has a port outside 1..65535")
+    return address
+
+
 @dataclass(frozen=True, slots=True)
 class NodeStatus:
-    """One node's view of the cluster. ``role`` is ``leader``, ``follower``, ``candidate``
-    or ``starting``; ``leader_http`` is the leader's client address (``host:port``)."""
+    """One node's view of the cluster. ``role`` is ``leader``, ``follower``, ``learner``
+    (a follower that does not vote), ``candidate`` or ``starting``; ``leader_http`` is the
+    leader's client address (``host:port``).
+
+    ``healthy`` is what a load balancer or readiness probe needs: False (``reason`` says
+    why) while no leader is known, or while a follower has not heard from its leader for
+    more than an election timeout (``leader_contact_seconds`` ago; 0 on the leader, None
+    when no leader is known)."""
 
     node: str
     role: str
@@ -83,6 +135,37 @@ class NodeStatus:
     revision: int
     compact_revision: int
     watchers: int
+    cluster_id: str
+    healthy: bool
+    reason: str | None
+    leader_contact_seconds: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    """One member as this node knows it. ``match_index`` (the last log index known to be
+    on the member) and ``last_contact_seconds`` (since the leader last heard from it) are
+    the leader's to tell: None on other nodes."""
+
+    id: str
+    raft_address: str
+    http_address: str
+    learner: bool
+    match_index: int | None
+    last_contact_seconds: float | None
+    is_leader: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMembers:
+    """The member list of this node's latest configuration (committed or not, as Raft
+    uses it), as seen by ``node``; ``leader``: the leader's id, None when none is known."""
+
+    cluster_id: str
+    node: str
+    leader: str | None
+    members: tuple[MemberInfo, ...]
+    config_index: int = 0  # log index of this configuration's entry (0: the bootstrap list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +430,36 @@ class Service(Protocol):
         ...
 
     def status(self) -> NodeStatus:
+        ...
+
+    # -- membership (changes are served by the leader: elsewhere ``NotLeaderError``) -----
+
+    def members(self) -> ClusterMembers:
+        """This node's view of the members, at once (no barrier, no redirect);
+        ``Unavailable`` before the node is attached."""
+        ...
+
+    def add_member(self, member_id: str, raft_address: str, http_address: str = ""
+                   ) -> Deferred[ClusterMembers]:
+        """Add a learner (it receives the log, never votes); fires with the new member
+        list once the change is applied here. ``MembershipRefused`` (409) when the id or
+        the Raft address is taken."""
+        ...
+
+    def promote_member(self, member_id: str) -> Deferred[ClusterMembers]:
+        """Make a caught-up learner a voter. ``MembershipRefused``: 404 no such member,
+        409 already a voter or lagging too far behind."""
+        ...
+
+    def remove_member(self, member_id: str, force: bool = False) -> Deferred[ClusterMembers]:
+        """Remove a member (the leader too: it hands over once the change commits).
+        ``force``: skip the check that a quorum of the remaining voters is reachable."""
+        ...
+
+    def transfer_leader(self, to: str) -> Deferred[str]:
+        """Hand leadership to voter ``to``; fires with the new leader's id once another
+        node leads (at once if ``to`` already leads). ``Unavailable`` if it does not
+        happen within an election timeout."""
         ...
 
     def on_applied(self, observer: Callable[[int, tuple[Event, ...]], None]) -> Callable[[], None]:

@@ -4,7 +4,7 @@ Front ends call the typed methods of ``leifdb.service.api.Service``; the node ca
 ``Application`` side (apply, snapshots, read states, leadership changes). The service owns
 what used to be spread over the HTTP routes and the node: the read barrier before a
 linearizable read, limits, the registry of pending proposals and reads, the watch hub and
-the one "applied" hook observers subscribe to.
+the one "applied" hook observers subscribe to. Membership changes are in ``membership``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from leifdb.raft.messages import Entry, EntryType, ReadState, Role, SoftState
 from leifdb.service.api import (
     CONSISTENCY_LINEARIZABLE,
     CONSISTENCY_STALE,
+    ClusterMembers,
     Holder,
     LeaseInfo,
     NodeStatus,
@@ -60,6 +61,7 @@ from leifdb.service.api import (
 )
 from leifdb.service.leases import Lessor
 from leifdb.service.locks import Coordination
+from leifdb.service.membership import Membership, Reconfigurable
 from leifdb.service.wait import Waits
 from leifdb.service.watch import Watcher, WatchHub
 from leifdb.wire import DecodeError, decode_command, encode_command
@@ -71,8 +73,9 @@ log = Logger(namespace="leifdb.service")
 CONSISTENCIES = (CONSISTENCY_LINEARIZABLE, CONSISTENCY_STALE)
 
 
-class Consensus(Protocol):
-    """The node as the service drives it (``leifdb.node.Node``)."""
+class Consensus(Reconfigurable, Protocol):
+    """The node as the service drives it (``leifdb.node.Node``); the membership calls
+    are those of ``Reconfigurable``."""
 
     node_id: str
 
@@ -90,6 +93,11 @@ class Consensus(Protocol):
         ...
 
     def http_address(self, node_id: str | None) -> str | None:
+        ...
+
+    def leader_contact_age(self) -> float | None:
+        """Seconds since this node last heard from the leader it knows (0 on the leader);
+        None when it knows no leader."""
         ...
 
 
@@ -123,6 +131,7 @@ class KVService:
         self._coordination = Coordination(
             self, lambda: self._kv, self._hub, clock, self.limits.max_name_bytes
         )
+        self._membership = Membership(self._node_or_refuse, self._waits.proposed)
 
     def attach(self, node: Consensus) -> None:
         self._node = node
@@ -440,23 +449,74 @@ class KVService:
             compact_revision=history.compact_revision,
             watchers=self._hub.watcher_count,
         )
-        if st is None:
+        if node is None or st is None:
             return NodeStatus(
                 node=node.node_id if node is not None else "", role="starting", term=0,
                 leader=None, leader_http=None, commit_index=0, last_index=0,
-                snapshot_index=0, **common,
+                snapshot_index=0, cluster_id=node.cluster_id if node is not None else "",
+                healthy=False, reason="the node is starting", leader_contact_seconds=None,
+                **common,
             )
+        age = node.leader_contact_age()
         return NodeStatus(
             node=st.node_id,
-            role=st.role.value,
+            role=self._role(node, st),
             term=st.term,
             leader=st.leader_id,
             leader_http=node.http_address(st.leader_id),
             commit_index=st.commit_index,
             last_index=st.last_index,
             snapshot_index=st.snapshot_index,
+            cluster_id=node.cluster_id,
+            leader_contact_seconds=age,
+            **self._health(node, st, age),
             **common,
         )
+
+    @staticmethod
+    def _role(node: Consensus, st: Status) -> str:
+        """A follower that does not vote is a learner."""
+        if st.role is Role.FOLLOWER and any(
+            m.id == st.node_id and m.learner for m in node.members()
+        ):
+            return "learner"
+        return st.role.value
+
+    def _health(self, node: Consensus, st: Status, age: float | None) -> dict[str, Any]:
+        """Ready to serve: not stopped, a leader known and heard from within an election
+        timeout (a leader that loses its quorum steps down, so it is healthy while it
+        leads)."""
+        reason: str | None = None
+        if self._stopped:
+            reason = "the node has stopped serving"
+        elif st.role is Role.LEADER:
+            reason = None
+        elif st.leader_id is None or age is None:
+            reason = "no leader is known (an election is under way, or this node is cut off)"
+        elif age > node.election_timeout:
+            reason = (f"no word from the leader {st.leader_id} for {age:.1f} s, more than an "
+                      f"election timeout ({node.election_timeout:g} s)")
+        return {"healthy": reason is None, "reason": reason}
+
+    # -- membership ----------------------------------------------------------------------
+
+    def members(self) -> ClusterMembers:
+        if self._node is None:
+            raise Unavailable("the node has not started yet")
+        return self._membership.members(self._node)
+
+    def add_member(self, member_id: str, raft_address: str, http_address: str = ""
+                   ) -> Deferred[ClusterMembers]:
+        return self._membership.add(member_id, raft_address, http_address)
+
+    def promote_member(self, member_id: str) -> Deferred[ClusterMembers]:
+        return self._membership.promote(member_id)
+
+    def remove_member(self, member_id: str, force: bool = False) -> Deferred[ClusterMembers]:
+        return self._membership.remove(member_id, force)
+
+    def transfer_leader(self, to: str) -> Deferred[str]:
+        return self._membership.transfer(to)
 
     def on_applied(self, observer: Callable[[int, tuple[Event, ...]], None]) -> Callable[[], None]:
         self._observers.append(observer)
@@ -556,6 +616,9 @@ class KVService:
                     kv.note_applied(entry.index)
             else:
                 kv.note_applied(entry.index)
+                if entry.type is EntryType.CONFIG:
+                    # Tells the membership change waiting on (index, term) that it applied.
+                    result = ApplyResult(ok=True, revision=entry.index)
             events = result.events if result is not None else ()
             self._lessor.applied(entry.index, entry.term, command, result)
             self._waits.applied(entry.index, entry.term, result)

@@ -284,3 +284,34 @@ def test_elect(endpoints) -> None:
             listen.kill()
             listen.wait()
     assert out.splitlines() in (["", "node-b"], ["node-b", ""])
+
+
+# --- the cluster -----------------------------------------------------------------------
+
+def test_member_list_refusals_and_leader_transfer(cluster, endpoints) -> None:
+    listed = leifdb("-o", "json", "member", "list", endpoints=endpoints)
+    assert listed.returncode == 0, listed.stderr
+    data = json.loads(listed.stdout)
+    assert sorted((m["id"], m["role"]) for m in data["members"]) == [
+        ("n1", "voter"), ("n2", "voter"), ("n3", "voter")]
+    leader = data["leader"]
+    assert data["node"] == leader  # asked of the leader: its view of every log
+    assert all(m["match_index"] is not None for m in data["members"])
+    assert [m["id"] for m in data["members"] if m["is_leader"]] == [leader]
+
+    promote = leifdb("member", "promote", "n1", endpoints=endpoints)
+    assert promote.returncode == 3 and "already a voter" in one_error_line(promote)
+    remove = leifdb("member", "remove", "n9", endpoints=endpoints)
+    assert remove.returncode == 4 and "no member n9" in one_error_line(remove)
+
+    target = next(m["id"] for m in data["members"] if m["id"] != leader)
+    moved = leifdb("leader", "transfer", target, endpoints=endpoints)
+    assert (moved.returncode, moved.stdout) == (0, f"{target}\n"), moved.stderr
+
+    def settled() -> bool:
+        """Every node healthy, and the target the only one leading."""
+        status = json.loads(leifdb("-o", "json", "status", endpoints=endpoints).stdout)
+        return (all(s["healthy"] for s in status)
+                and [s["node"] for s in status if s["role"] == "leader"] == [target])
+
+    eventually(settled, 10.0, f"{target} to lead a healthy cluster")

@@ -21,6 +21,7 @@ from leifdb.errors import (
     LeaseNotFound,
     LimitExceeded,
     LockTimeout,
+    MembershipRefused,
     NotHolder,
 )
 from leifdb.kv.commands import (
@@ -42,15 +43,30 @@ from leifdb.service.api import (
     CONSISTENCY_LINEARIZABLE,
     ELECTION_PREFIX,
     LOCK_PREFIX,
+    ClusterMembers,
     Holder,
     LeaseInfo,
+    MemberInfo,
     NodeStatus,
     ObserveSink,
     Page,
     ServiceLimits,
     WatchSink,
     WriteResult,
+    check_address,
+    check_member_id,
 )
+
+LEADER_ID = "127.0.0.1:16990"
+
+
+def _members() -> list[MemberInfo]:
+    """The fake's cluster: this node leads; n2 and n3 follow."""
+    return [
+        MemberInfo(LEADER_ID, LEADER_ID, "127.0.0.1:8080", False, 1, 0.0, True),
+        MemberInfo("n2", "127.0.0.1:16991", "127.0.0.1:8081", False, 1, 0.1, False),
+        MemberInfo("n3", "127.0.0.1:16992", "127.0.0.1:8082", False, 0, 2.5, False),
+    ]
 
 
 class FakeWatch:
@@ -213,6 +229,10 @@ class FakeService:
     ``barriers`` counts linearizable reads, ``waits`` the long polls' arguments and
     ``acquired`` the locks' and campaigns'. ``clock`` times long polls, lease deadlines
     (a lease no keepalive renews is revoked after its TTL) and lock waits.
+
+    Membership: ``member_list`` (this node leads), changed at once like writes (and
+    refused or held alike); ``changes`` records each change asked for; ``refusal``: fail
+    changes and transfers with it after the service's own checks.
     """
 
     def __init__(self, limits: ServiceLimits | None = None, clock: Clock | None = None) -> None:
@@ -236,9 +256,13 @@ class FakeService:
         self._waiters: list[tuple[Callable[[Event], bool], int, Deferred[list[Event]]]] = []
         self._observers: list[Callable[[int, tuple[Event, ...]], None]] = []
         self.status_fields: dict[str, Any] = {
-            "node": "127.0.0.1:16990", "role": "leader", "term": 3,
-            "leader": "127.0.0.1:16990", "leader_http": "127.0.0.1:8080",
+            "node": LEADER_ID, "role": "leader", "term": 3,
+            "leader": LEADER_ID, "leader_http": "127.0.0.1:8080", "cluster_id": "c-test",
+            "healthy": True, "reason": None, "leader_contact_seconds": 0.0,
         }
+        self.member_list: list[MemberInfo] = _members()
+        self.changes: list[tuple[Any, ...]] = []
+        self.refusal: Exception | None = None
 
     # -- test controls ---------------------------------------------------------------
 
@@ -459,6 +483,76 @@ class FakeService:
             compact_revision=self.compact_revision, watchers=len(self.watchers),
             **self.status_fields,
         )
+
+    # -- membership ------------------------------------------------------------------
+
+    def members(self) -> ClusterMembers:
+        return ClusterMembers(self.status_fields["cluster_id"], self.status_fields["node"],
+                              self.status_fields["leader"], tuple(self.member_list))
+
+    def add_member(self, member_id: str, raft_address: str, http_address: str = ""
+                   ) -> Deferred[ClusterMembers]:
+        def add() -> ClusterMembers:
+            check_member_id(member_id)
+            check_address(raft_address, "raft_address")
+            if http_address:
+                check_address(http_address, "http_address")
+            if any(m.id == member_id for m in self.member_list):
+                raise MembershipRefused(f"{member_id} is already a member", 409)
+            return self._reconfigure(("add", member_id, raft_address, http_address), [
+                *self.member_list,
+                MemberInfo(member_id, raft_address, http_address, True, None, None, False)])
+
+        return self._leader(add)
+
+    def promote_member(self, member_id: str) -> Deferred[ClusterMembers]:
+        def promote() -> ClusterMembers:
+            member = self._member(member_id)
+            if not member.learner:
+                raise MembershipRefused(f"{member_id} is already a voter", 409)
+            return self._reconfigure(("promote", member_id), [
+                MemberInfo(m.id, m.raft_address, m.http_address, False, m.match_index,
+                           m.last_contact_seconds, m.is_leader) if m.id == member_id else m
+                for m in self.member_list])
+
+        return self._leader(promote)
+
+    def remove_member(self, member_id: str, force: bool = False) -> Deferred[ClusterMembers]:
+        def remove() -> ClusterMembers:
+            self._member(member_id)
+            return self._reconfigure(("remove", member_id, force),
+                                     [m for m in self.member_list if m.id != member_id])
+
+        return self._leader(remove)
+
+    def transfer_leader(self, to: str) -> Deferred[str]:
+        def transfer() -> str:
+            target = self._member(to)
+            if self.refusal is not None:
+                raise self.refusal
+            self.changes.append(("transfer", to))
+            self.status_fields.update(leader=to, leader_http=target.http_address or None)
+            self.member_list = [
+                MemberInfo(m.id, m.raft_address, m.http_address, m.learner, m.match_index,
+                           m.last_contact_seconds, m.id == to) for m in self.member_list]
+            return to
+
+        return self._leader(transfer)
+
+    def _member(self, member_id: str) -> MemberInfo:
+        check_member_id(member_id)
+        for member in self.member_list:
+            if member.id == member_id:
+                return member
+        raise MembershipRefused(f"no member {member_id} in the cluster", 404)
+
+    def _reconfigure(self, change: tuple[Any, ...], members: list[MemberInfo]
+                     ) -> ClusterMembers:
+        if self.refusal is not None:
+            raise self.refusal
+        self.changes.append(change)
+        self.member_list = members
+        return self.members()
 
     def on_applied(self, observer: Callable[[int, tuple[Event, ...]], None]
                    ) -> Callable[[], None]:

@@ -23,7 +23,9 @@ EVERY_ENDPOINT = [
     ("POST", "/lease/1/keepalive"), ("POST", "/lock/l"), ("GET", "/lock/l"),
     ("POST", "/election/e/campaign"), ("GET", "/election/e"),
     ("POST", "/election/e/proclaim"), ("POST", "/election/e/resign"),
-    ("GET", "/election/e/observe"),
+    ("GET", "/election/e/observe"), ("GET", "/cluster/members"), ("POST", "/cluster/members"),
+    ("POST", "/cluster/members/n2/promote"), ("DELETE", "/cluster/members/n2"),
+    ("POST", "/cluster/leader"),
 ]
 
 
@@ -32,7 +34,8 @@ def test_the_list_covers_every_endpoint():
         "openapi", "swagger_index", "swagger_asset", "health", "list_keys", "get_key",
         "put_key", "delete_key", "txn", "watch", "grant_lease", "list_leases", "get_lease",
         "keepalive", "revoke_lease", "lock", "lock_holder", "campaign", "election_leader",
-        "proclaim", "resign", "observe"}
+        "proclaim", "resign", "observe", "list_members", "add_member", "promote_member",
+        "remove_member", "transfer_leader"}
     assert {ClientApi.app.url_map.bind("node").match(path, method)[0]
             for method, path in EVERY_ENDPOINT if method != "HEAD"} == {
         rule.endpoint for rule in ClientApi.app.url_map.iter_rules()}
@@ -49,6 +52,7 @@ def test_an_unknown_query_parameter_is_400_naming_it_on_every_endpoint(method, p
                                 "parameter": "expires"}
     assert client.service.writes == [] and client.service.barriers == 0
     assert client.service.watchers == [] and client.service.acquired == []
+    assert client.service.changes == []
 
 
 def test_declared_parameters_are_accepted_and_others_refused_by_name():

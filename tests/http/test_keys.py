@@ -103,7 +103,8 @@ def test_health_reports_node_status_and_version():
     assert reply.json() == {
         "status": "OK", "version": "1.2.3", "node": "127.0.0.1:16990", "role": "leader",
         "term": 3, "leader": "127.0.0.1:16990", "leader_http": "127.0.0.1:8080",
-        "commit_index": 1, "applied_index": 1,
+        "commit_index": 1, "applied_index": 1, "cluster_id": "c-test", "healthy": True,
+        "reason": None, "leader_contact_seconds": 0.0,
     }
 
 

@@ -64,7 +64,9 @@ def test_every_route_is_documented_and_every_documented_operation_is_routed():
         "/", "/health", "/db", "/db/{key}", "/swagger/", "/swagger/{file}", "/txn",
         "/watch/{key}", "/lease", "/lease/{lease_id}", "/lease/{lease_id}/keepalive",
         "/lock/{name}", "/election/{name}", "/election/{name}/campaign",
-        "/election/{name}/proclaim", "/election/{name}/resign", "/election/{name}/observe"}
+        "/election/{name}/proclaim", "/election/{name}/resign", "/election/{name}/observe",
+        "/cluster/members", "/cluster/members/{member_id}",
+        "/cluster/members/{member_id}/promote", "/cluster/leader"}
 
 
 def test_every_endpoint_has_its_own_handler():
@@ -178,6 +180,8 @@ def _try_it_out(client: Client, document: dict, path: str, method: str) -> int:
         parameter, value = _example(document, raw)
         if value is None:
             continue
+        if isinstance(value, bool):
+            value = json.dumps(value)  # as Swagger UI sends a boolean: true / false
         if parameter["in"] == "query":
             query[parameter["name"]] = str(value)
         elif parameter["in"] == "header":
@@ -202,14 +206,21 @@ def test_try_it_out_with_the_defaults_succeeds_everywhere():
              ("/lease/{lease_id}/keepalive", "post"),
              ("/db/{key}", "put"), ("/db/{key}", "get"), ("/db", "get"), ("/txn", "post"),
              ("/db/{key}", "delete"), ("/lease/{lease_id}", "delete"), ("/health", "get"),
-             ("/", "get"), ("/swagger/", "get"), ("/swagger/{file}", "get")]
+             ("/", "get"), ("/swagger/", "get"), ("/swagger/{file}", "get"),
+             ("/cluster/members", "post"), ("/cluster/members/{member_id}/promote", "post"),
+             ("/cluster/members", "get"), ("/cluster/members/{member_id}", "delete"),
+             ("/cluster/leader", "post")]
     streams = {("/watch/{key}", "get"), ("/election/{name}/observe", "get")}
+    created = {("/cluster/members", "post")}
     assert set(order) | streams == documented_operations(document)
     for path, method in order:
-        assert _try_it_out(client, document, path, method) == 200, (path, method)
+        expected = 201 if (path, method) in created else 200
+        assert _try_it_out(client, document, path, method) == expected, (path, method)
     assert client.service.store.get("greeting") is None  # put, then deleted
     assert client.service.store.leases() == []  # granted, then revoked
     assert client.service.store.range("_")[0] == []  # the lock went with the lease
+    assert [c[0] for c in client.service.changes] == ["add", "promote", "remove", "transfer"]
+    assert client.service.changes[0][1] == client.service.changes[1][1]  # the same member
 
 
 def test_the_watch_is_documented_as_an_event_stream():

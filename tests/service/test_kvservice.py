@@ -18,7 +18,7 @@ from leifdb.errors import (
 )
 from leifdb.kv.commands import Compare, Delete, Event, Get, Item, OpResult, Put, Range, Txn, TxnResult
 from leifdb.raft.core import Status
-from leifdb.raft.messages import Entry, EntryType, ReadState, Role, SoftState
+from leifdb.raft.messages import Entry, EntryType, Member, ReadState, Role, SoftState
 from leifdb.service.api import ServiceLimits, WriteResult
 from leifdb.service.kvservice import KVService
 from leifdb.wire import decode_command
@@ -29,6 +29,8 @@ class FakeNode:
     plays Raft by calling the service's application side."""
 
     node_id = "n1"
+    cluster_id = "c1"
+    election_timeout = 1.0
 
     def __init__(self) -> None:
         self.proposed: list[bytes] = []
@@ -54,6 +56,12 @@ class FakeNode:
 
     def http_address(self, node_id: str | None) -> str | None:
         return f"{node_id}:8000" if node_id else None
+
+    def leader_contact_age(self) -> float | None:
+        return 0.1
+
+    def members(self) -> list[Member]:
+        return [Member("n1", "n1:7000")]
 
 
 def _service(**limits) -> tuple[Clock, FakeNode, KVService]:
