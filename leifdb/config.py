@@ -29,6 +29,7 @@ from leifdb.storage.errors import DataDirError
 
 __all__ = [
     "ConfigError",
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "OPTIONS",
     "Options",
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
+LOG_FORMATS = ("text", "json")
 MODES = ("single", "multi")
 MAX_KEY_BYTES_LIMIT = 64 * 1024
 MAX_VALUE_BYTES_LIMIT = 16 * 1024 * 1024
@@ -110,6 +112,9 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "Bytes of keys and values kept in the watch history (64 bytes counted per change "
                "on top)."),
     OptionSpec("log-level", "LEIFDB_LOG_LEVEL", str(default_of("log_level")), "One of debug, info, warn, error."),
+    OptionSpec("log-format", "LEIFDB_LOG_FORMAT", str(default_of("log_format")),
+               "'text' (one line per event, for people) or 'json' (one JSON object per line, "
+               "for log shippers)."),
     OptionSpec("cluster-id", "LEIFDB_CLUSTER_ID", str(default_of("cluster_id")),
                "Cluster name; nodes refuse peers with a different one."),
 )
@@ -288,6 +293,7 @@ def build_config(options: Mapping[str, str | None], environ: Mapping[str, str]) 
         join=join,
         bootstrap=join is None,
         log_level=_log_level(values),
+        log_format=values.choice("log-format", LOG_FORMATS),
         unsafe_test_writeback_fs=bool(options.get(WRITEBACK_FLAG)),
     )
 

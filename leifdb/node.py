@@ -14,7 +14,9 @@ from __future__ import annotations
 import io
 import itertools
 import random
-from typing import Any
+import time
+from dataclasses import replace
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
@@ -52,6 +54,20 @@ SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 TICKS_PER_HEARTBEAT = 10
 
 
+class ReadyObserver(Protocol):
+    """Told how long the disk work of the Ready loop takes (``leifdb.metrics.NodeMetrics``
+    is one); each call must be cheap, it runs on the reactor thread."""
+
+    def persisted(self, seconds: float, entries: int) -> None:
+        """One Ready's entries and hard state became durable in ``seconds``."""
+
+    def snapshot_taken(self, seconds: float, size: int) -> None:
+        """This node saved a snapshot of ``size`` bytes in ``seconds``."""
+
+    def snapshot_received(self, size: int) -> None:
+        """A snapshot of ``size`` bytes from the leader was installed."""
+
+
 def decode_configuration(data: bytes) -> Configuration:
     """A CONFIG entry's data -> who votes and who listens (the decoder the core is given)."""
     return Configuration.of(decode_membership(data))
@@ -72,6 +88,7 @@ class Node:
         rng: random.Random | None = None,
         identity: Any = None,
         pins: Any = None,
+        observer: ReadyObserver | None = None,
     ) -> None:
         self.config = config
         self.node_id = config.node_id
@@ -83,6 +100,7 @@ class Node:
         self._rng = rng or random.Random()
         self.identity = identity  # leifdb.storage.identity.Identity, or None in tests
         self.pins = pins  # leifdb.storage.identity.PeerPins, or None in tests
+        self._observer = observer
         self._tick_seconds = config.heartbeat_interval_ms / 1000.0 / TICKS_PER_HEARTBEAT
         self.core: RaftCore | None = None
         self._http_addresses: dict[str, str] = {
@@ -270,8 +288,12 @@ class Node:
     # ------------------------------------------------------------------ membership
 
     def members(self) -> list[Member]:
-        """The newest configuration in this node's log, with addresses."""
-        return list(self._members)
+        """The newest configuration in this node's log, with addresses (a client address
+        the configuration lacks, as in a ``--members`` list, as learned from the peer)."""
+        return [
+            m if m.http_address else replace(m, http_address=self._http_addresses.get(m.id, ""))
+            for m in self._members
+        ]
 
     def member_views(self) -> dict[str, tuple[int, float]]:
         """On the leader: member id -> (match index, seconds since it last answered)."""
@@ -463,8 +485,14 @@ class Node:
             self._after_persist(ready, installed, late)
             return None
         d = self.storage.persist(ready.hard_state, ready.entries)
+        if self._observer is not None:
+            d.addCallback(self._observe_persist, time.perf_counter(), len(ready.entries))
         d.addCallback(lambda _: self._after_persist(ready, installed, late))
         return d
+
+    def _observe_persist(self, result: object, started: float, entries: int) -> object:
+        self._observer.persisted(time.perf_counter() - started, entries)
+        return result
 
     def _after_persist(self, ready: Ready, installed: tuple | None, messages: list[Message]) -> None:
         if self._stopping:
@@ -477,6 +505,8 @@ class Node:
             self.application.install_snapshot(restored)
             self._snapshot_meta = meta
             log.info("Installed snapshot {index} from the leader", index=meta.last_included_index)
+            if self._observer is not None:
+                self._observer.snapshot_received(meta.size)
         self.application.apply(ready.committed)
         self._committed_configs(ready.committed)
         if ready.membership is not None:
@@ -574,13 +604,20 @@ class Node:
         term = self.core.log.term_at(applied)
         if term is None:
             return
+        started = time.perf_counter()
         buffer = io.BytesIO()
         membership = self.core.membership_data_at(applied) or encode_membership(self._members)
         self.application.write_snapshot(buffer, membership)
         self._snapshotting = True
         d = self.storage.call(self.snapshots.save, applied, term, buffer.getvalue())
+        if self._observer is not None:
+            d.addCallback(self._observe_snapshot, started)
         d.addCallback(self._snapshot_saved)
         d.addErrback(self._fatal)
+
+    def _observe_snapshot(self, meta: SnapshotMeta, started: float) -> SnapshotMeta:
+        self._observer.snapshot_taken(time.perf_counter() - started, meta.size)
+        return meta
 
     def _snapshot_saved(self, meta: SnapshotMeta) -> Deferred:
         self._snapshotting = False

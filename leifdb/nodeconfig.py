@@ -46,6 +46,7 @@ class NodeConfig:
     # recorded in the identity, so older removals of this id are not taken for its own.
     joined_index: int = 0
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object per line
     # TEST ONLY (``--unsafe-test-writeback-fs``): the storage keeps what it has not synced
     # in this process's memory (``leifdb.storage.writeback``), so SIGKILL is a power cut.
     unsafe_test_writeback_fs: bool = False

@@ -9,6 +9,12 @@ and peer pins (``leifdb.storage.identity``) and, for a node started with ``--joi
 empty data directory, joins the running cluster (``ClusterJoin``): it fetches the members
 and adds itself as a learner, so the node starts with no bootstrap configuration of its own.
 
+Logs: one line when the node serves (version, node id, cluster, data directory, ports,
+members) and one when it has stopped; ``--log-format json`` writes one JSON object per line
+for log shippers, text stays the default. The access log (``--log-level debug``) is the
+site's (``leifdb.http.site``). Metrics: one ``NodeMetrics`` per node, handed to the node,
+the transport, the service's status and the site here.
+
 Exit status, which twistd itself cannot set: a node that fails to start (a data directory
 of another member or of a removed one, a cluster it cannot join...), or an HTTP port that
 cannot be bound, logs one critical line, stops the reactor and ends the process with
@@ -27,19 +33,23 @@ import signal
 import sys
 import time
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.internet.task import deferLater
 from twisted.logger import (
+    FileLogObserver,
     FilteringLogObserver,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
     Logger,
+    eventAsJSON,
+    formatEvent,
     textFileLogObserver,
 )
 from twisted.python import usage
@@ -63,6 +73,7 @@ from leifdb.client.protocol import (
 )
 from leifdb.config import ConfigError, build_config
 from leifdb.http import make_app, make_site
+from leifdb.metrics import NodeMetrics
 from leifdb.node import Node
 from leifdb.nodeconfig import NodeConfig
 from leifdb.raft.messages import Member
@@ -78,11 +89,11 @@ from leifdb.wire import EncodeError, encode_membership
 
 __all__ = [
     "ClusterJoin", "ExitStatus", "HttpService", "JoinError", "NodeLauncher", "NodeService",
-    "Options", "makeService", "make_service", "storage_file_system",
+    "Options", "json_log_line", "makeService", "make_service", "started_line_fields",
+    "storage_file_system",
 ]
 
 log = Logger(namespace="leifdb.tap")
-access_log = Logger(namespace="leifdb.http.access")
 
 STOP_TIMEOUT_SECONDS = 10.0
 #: Of the stop timeout, what a leader may spend handing over before it stops anyway.
@@ -194,19 +205,26 @@ class NodeService(Service):
 
     def _start_failed(self, failure: Failure) -> None:
         self._starting = None
-        node_id = getattr(getattr(self.node, "config", None), "node_id", "?")
+        node_id = _node_id(self.node)
         if not failure.check(*_EXPECTED_START_ERRORS):
             log.failure("unexpected error starting node {node}", failure, node=node_id)
         self._on_fatal(f"cannot start node {node_id}: {_one_line(failure.value)}")
 
     def stopService(self) -> Deferred:
         super().stopService()
+        began = self.reactor.seconds()
         d: Deferred = self._starting if self._starting is not None else succeed(None)
         d.addCallback(lambda _: self._hand_over() if self._started else None)
         d.addCallback(lambda _: self.node.stop() if self._started else None)
         d.addTimeout(self.stop_timeout, self.reactor)
-        d.addErrback(self._stop_failed)
+        d.addCallbacks(self._stopped, self._stop_failed, callbackArgs=(began,))
         return d
+
+    def _stopped(self, _: object, began: float) -> None:
+        """The one line a clean shutdown logs (a failed one logs ``_stop_failed``'s)."""
+        if self._started:
+            log.info("LeifDB node {node} stopped cleanly in {seconds:.2f} s",
+                     node=_node_id(self.node), seconds=self.reactor.seconds() - began)
 
     def _hand_over(self) -> Deferred:
         """A leader's transfer before it stops: never fails, never takes more than its
@@ -230,7 +248,8 @@ class NodeService(Service):
 
 class HttpService(Service):
     """Serves ``site`` on ``port`` once ``node_service`` has started; failing to listen is
-    fatal. Stopping closes the listening port (connections in progress are dropped when
+    fatal. Once listening it calls ``announce`` (the start-up line), else logs where it
+    listens. Stopping closes the listening port (connections in progress are dropped when
     the reactor stops)."""
 
     name = "leifdb-http"
@@ -244,6 +263,7 @@ class HttpService(Service):
         interface: str,
         reactor: Any,
         on_fatal: Callable[[str], None],
+        announce: Callable[[], None] | None = None,
     ) -> None:
         self.node_service = node_service
         self.site = site
@@ -251,6 +271,7 @@ class HttpService(Service):
         self.interface = interface
         self.reactor = reactor
         self._on_fatal = on_fatal
+        self._announce = announce
         self._listening: Any = None
 
     def startService(self) -> None:
@@ -265,9 +286,11 @@ class HttpService(Service):
         except CannotListenError as exc:
             self._on_fatal(f"cannot serve HTTP: {_one_line(exc)}")
             return
-        log.info(
-            "HTTP API on {interface}:{port}", interface=self.interface or "*", port=self.port
-        )
+        if self._announce is not None:
+            self._announce()
+        else:
+            log.info("HTTP API on {interface}:{port}", interface=self.interface or "*",
+                     port=self.port)
 
     def stopService(self) -> Deferred | None:
         super().stopService()
@@ -306,7 +329,8 @@ def makeService(options: Any) -> MultiService:
         node_config,
         reactor=reactor,
         exit_status=ExitStatus(),
-        log_observer=_filtered_log_observer(twistd_options, node_config.log_level),
+        log_observer=_filtered_log_observer(twistd_options, node_config.log_level,
+                                            node_config.log_format),
     )
 
 
@@ -331,18 +355,25 @@ def make_service(
             read_timeout=max(2.0, 3 * node_config.election_timeout_ms / 1000.0),
             now=time.monotonic,  # leases count down on a clock that never jumps
         )
+    metrics = NodeMetrics(
+        service, leases=lambda: service.kv.lease_count(), proposals=lambda: service.proposal_counts
+    )
     if node is None:
-        node = NodeLauncher(node_config, reactor, service)
+        node = NodeLauncher(node_config, reactor, service, metrics=metrics)
 
     def fatal(message: str) -> None:
         log.critical("{message}", message=message)
         exit_status.fail(1)
         reactor.callLater(0, _stop_reactor, reactor)
 
-    resource = make_app(service, version=__version__)
-    site = make_site(resource, reactor=reactor)
+    def announce() -> None:
+        config = getattr(node, "config", node_config)  # --join changes the members
+        log.info(STARTED_FORMAT, **started_line_fields(config, _current_members(service, config)))
+
+    resource = make_app(service, version=__version__, metrics=metrics)
+    site = make_site(resource, reactor=reactor, metrics=metrics,
+                     access_log=node_config.log_level == "debug")
     site.noisy = False
-    site.log = _access_logger(node_config.log_level)
 
     top = _LeifdbService(log_observer)
     node_service = NodeService(node, reactor=reactor, on_fatal=fatal, stop_timeout=stop_timeout)
@@ -354,6 +385,7 @@ def make_service(
         interface=node_config.listen_interface,
         reactor=reactor,
         on_fatal=fatal,
+        announce=announce,
     ).setServiceParent(top)
     reactor.addSystemEventTrigger(
         "after", "shutdown", _settle_exit_status, reactor, node_service, exit_status
@@ -379,13 +411,15 @@ class NodeLauncher:
     clean start failure, not a traceback at load time), checks or makes its identity,
     joins the cluster when told to (``--join``, empty data directory), wires the node to
     its disk, snapshot store, TCP transport and service, and starts it. ``join`` replaces
-    the real ``ClusterJoin`` in tests."""
+    the real ``ClusterJoin`` in tests; ``metrics`` observes the node and the transport."""
 
     def __init__(self, config: NodeConfig, reactor: Any, service: KVService,
-                 join: Callable[[NodeConfig], Deferred] | None = None) -> None:
+                 join: Callable[[NodeConfig], Deferred] | None = None,
+                 metrics: NodeMetrics | None = None) -> None:
         self.config = config
         self.reactor = reactor
         self.service = service
+        self.metrics = metrics
         self.node: Node | None = None
         self._join = join or (lambda cfg: ClusterJoin(cfg, reactor).run())
 
@@ -431,7 +465,10 @@ class NodeLauncher:
             listen_interface=config.listen_interface,
             incarnation=identity.incarnation,
             pins=pins,
+            on_round_trip=self.metrics.round_trip if self.metrics is not None else None,
         )
+        if self.metrics is not None:
+            self.metrics.attach_transport(transport)
         self.node = Node(
             config,
             reactor=self.reactor,
@@ -441,6 +478,7 @@ class NodeLauncher:
             application=self.service,
             identity=identity,
             pins=pins,
+            observer=self.metrics,
         )
         self.service.attach(self.node)
         await self.node.start()
@@ -625,29 +663,11 @@ def _stop_reactor(reactor: Any) -> None:
         pass
 
 
-def _access_logger(level: str) -> Callable[[Any], None]:
-    """One debug event per request at ``--log-level debug``; nothing otherwise (so an
-    info-level log stays quiet under load)."""
-    if level != "debug":
-        return lambda request: None
-
-    def log_request(request: Any) -> None:
-        access_log.debug(
-            "{client} {method} {uri} {code} {length}",
-            client=getattr(request.getClientAddress(), "host", "-"),
-            method=request.method.decode("ascii", "replace"),
-            uri=request.uri.decode("ascii", "replace"),
-            code=request.code,
-            length=request.sentLength,
-        )
-
-    return log_request
-
-
-def _filtered_log_observer(twistd_options: Any, level: str) -> Any:
+def _filtered_log_observer(twistd_options: Any, level: str, log_format: str = "text") -> Any:
     """The observer twistd would make by default (stdout with ``-n``, else ``--logfile`` or
-    ``twistd.log``), behind a ``LogLevelFilterPredicate`` at ``level``. None (twistd's own,
-    unfiltered) for ``--syslog``, ``--logger`` or when not run by twistd."""
+    ``twistd.log``), writing ``log_format`` (``text`` or ``json``: ``json_log_line``),
+    behind a ``LogLevelFilterPredicate`` at ``level``. None (twistd's own, unfiltered)
+    for ``--syslog``, ``--logger`` or when not run by twistd."""
     if twistd_options is None or not hasattr(twistd_options, "get"):
         return None
     if twistd_options.get("syslog") or twistd_options.get("logger"):
@@ -656,10 +676,15 @@ def _filtered_log_observer(twistd_options: Any, level: str) -> Any:
     nodaemon = twistd_options.get("nodaemon")
     if logfile == "-" and not nodaemon:
         return None  # twistd refuses this itself, with its own message
+    out: IO[str] | LogFile
     if logfile == "-" or (nodaemon and not logfile):
-        inner = textFileLogObserver(sys.stdout)
+        out = sys.stdout
     else:
-        inner = textFileLogObserver(LogFile.fromFullPath(str(Path(logfile or "twistd.log"))))
+        out = LogFile.fromFullPath(str(Path(logfile or "twistd.log")))
+    if log_format == "json":
+        inner = FileLogObserver(out, json_log_line)
+    else:
+        inner = textFileLogObserver(out)
     predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[level])
     return FilteringLogObserver(inner, [predicate])
 
@@ -667,3 +692,69 @@ def _filtered_log_observer(twistd_options: Any, level: str) -> Any:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if isinstance(exc, _EXPECTED_START_ERRORS) else f"{type(exc).__name__}: {text}"
+
+
+STARTED_FORMAT = (
+    "LeifDB {version} started: node {node} of cluster {cluster_id}, data directory "
+    "{data_dir}, HTTP API on {http}, Raft on {raft}, members {members}"
+)
+
+
+def started_line_fields(config: NodeConfig, members: tuple[Member, ...]) -> dict[str, Any]:
+    """The fields of the start-up line (``STARTED_FORMAT``): structured too, so a JSON
+    log carries each of them as its own key."""
+    bind = config.listen_interface or "*"
+    return {
+        "version": __version__,
+        "node": config.node_id,
+        "cluster_id": config.cluster_id,
+        "data_dir": str(config.data_dir),
+        "http": f"{bind}:{config.http_port}",
+        "http_address": config.http_address,
+        "raft": f"{bind}:{config.raft_listen_port}",
+        "members": ", ".join(_describe_member(m, config.node_id) for m in members),
+    }
+
+
+def _describe_member(member: Member, me: str) -> str:
+    text = member.raft_address if member.id == member.raft_address else (
+        f"{member.id}={member.raft_address}")
+    notes = [note for note, applies in (("learner", member.learner),
+                                        ("this node", member.id == me)) if applies]
+    return f"{text} ({', '.join(notes)})" if notes else text
+
+
+def _current_members(service: Any, config: NodeConfig) -> tuple[Member, ...]:
+    """The members as the started node knows them (its log may hold a newer list than its
+    options); the configured ones if the service cannot tell yet."""
+    try:
+        infos = service.members().members
+    except Exception:
+        return config.members
+    return tuple(Member(m.id, m.raft_address, m.http_address, m.learner) for m in infos)
+
+
+def _node_id(node: Any) -> str:
+    return getattr(getattr(node, "config", None), "node_id", "?")
+
+
+def json_log_line(event: dict[str, Any]) -> str:
+    """One log event as one line of JSON, for log shippers: ``time`` (ISO 8601, UTC),
+    ``level``, ``namespace`` and ``message`` (the formatted text), then the event's own
+    fields as ``eventAsJSON`` serializes them (what cannot be is ``{"unpersistable":
+    true}``), and ``traceback`` for a failure."""
+    level = event.get("log_level")
+    failure = event.get("log_failure")
+    record: dict[str, Any] = {
+        "time": datetime.fromtimestamp(event.get("log_time", time.time()), timezone.utc)
+        .isoformat(timespec="milliseconds"),
+        "level": getattr(level, "name", None),
+        "namespace": event.get("log_namespace"),
+        "message": formatEvent(event),
+    }
+    for key, value in json.loads(eventAsJSON(event)).items():
+        if not key.startswith("log_"):
+            record.setdefault(key, value)
+    if isinstance(failure, Failure):
+        record["traceback"] = failure.getTraceback()
+    return json.dumps(record, ensure_ascii=False) + "\n"

@@ -23,7 +23,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "leifdb.wire": ("leifdb.raft", "leifdb.kv", "google.protobuf"),
     "leifdb.storage": ("leifdb.raft", "twisted", "crc32c", "google_crc32c"),
     "leifdb.transport": ("leifdb.wire", "leifdb.raft", "twisted", "zope.interface"),
-    "leifdb.service": ("leifdb.kv", "leifdb.raft", "leifdb.wire", "leifdb.errors", "twisted"),
+    "leifdb.service": ("leifdb.kv", "leifdb.raft", "leifdb.wire", "leifdb.errors", "twisted",
+                       "crc32c"),
     "leifdb.ports": ("leifdb.raft", "twisted"),
     "leifdb.node": ("leifdb.raft", "leifdb.errors", "leifdb.nodeconfig", "leifdb.ports",
                     "leifdb.storage.errors", "leifdb.wire", "twisted"),
@@ -32,12 +33,18 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                       "leifdb.storage.datadir", "leifdb.storage.errors", "twisted"),
     "leifdb.cluster": (),
     # The one HTTP client: it knows LeifDB only as a remote API, so nothing of the server.
-    "leifdb.client": ("twisted", "txaio"),
-    "leifdb.cli": ("leifdb.client",),
+    "leifdb.client": ("twisted", "txaio", "crc32c"),
+    "leifdb.cli": ("leifdb.client", "leifdb.restore"),
+    # Backups into data directories: the storage's writers, the store, the membership format.
+    "leifdb.restore": ("leifdb.kv", "leifdb.raft", "leifdb.storage", "leifdb.wire"),
     # The composition root wires everything.
     "leifdb.tap": ("leifdb", "twisted"),
-    "leifdb.http": ("leifdb.service.api", "leifdb.kv", "leifdb.errors", "klein", "twisted",
-                    "zope.interface", "apispec", "werkzeug", "yaml", "swagger_ui_bundle"),
+    "leifdb.http": ("leifdb.service.api", "leifdb.kv", "leifdb.errors", "leifdb.metrics",
+                    "klein", "twisted", "zope.interface", "apispec", "werkzeug", "yaml",
+                    "swagger_ui_bundle"),
+    # Prometheus metrics: read the service's status; the node, transport and service are
+    # handed its observing callables by leifdb.tap and never import it.
+    "leifdb.metrics": ("leifdb.service.api", "prometheus_client"),
 }
 
 

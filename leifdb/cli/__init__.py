@@ -28,7 +28,7 @@ import os
 import sys
 from typing import Sequence, TextIO
 
-from leifdb.cli import cluster, coordination, kv
+from leifdb.cli import cluster, coordination, kv, snapshot
 from leifdb.cli.common import (
     DEFAULT_ENDPOINTS, EXIT_CONDITION, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_LEASE, EXIT_LOCKED,
     EXIT_NOT_FOUND, EXIT_OK, EXIT_UNKNOWN, EXIT_USAGE, KeyNotFound, LeaseLost, Parser,
@@ -57,13 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("table", "json", "value"), default=None,
                    help="output format (default: value for get/put/del/txn/lease "
                         "grant|keepalive|revoke/lock/elect/member add|promote|remove/"
-                        "leader transfer, table for ls/status/lease list|info/member list, "
-                        "json for watch and elect --listen)")
+                        "leader transfer/snapshot save|restore, table for ls/status/lease "
+                        "list|info/member list/snapshot status, json for watch and elect "
+                        "--listen)")
     p.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
     sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
     kv.add_parsers(sub)
     coordination.add_parsers(sub)
     cluster.add_parsers(sub)
+    snapshot.add_parsers(sub)
     return p
 
 
@@ -73,6 +75,8 @@ def run(args: argparse.Namespace, client: Client, out: TextIO) -> int:
         return coordination.run(args, client, out)
     if args.command in cluster.COMMANDS:
         return cluster.run(args, client, out)
+    if args.command in snapshot.COMMANDS:
+        return snapshot.run(args, client, out)
     return kv.run(args, client, out)
 
 

@@ -1,13 +1,14 @@
 """The LeifDB client library.
 
-``Client`` (blocking, standard library only) and ``AsyncClient`` (Twisted or asyncio via
-txaio; ``from leifdb.client.aio import AsyncClient``) share one HTTP policy
-(``leifdb.client.protocol``): they know several endpoints, follow 307 to the leader, retry
-503 and refused connections with exponential backoff and jitter, and never resend a write
-whose outcome is unknown: they raise ``OutcomeUnknown``.
+``Client`` (blocking, on the standard library's ``http.client``) and ``AsyncClient``
+(Twisted or asyncio via txaio; ``from leifdb.client.aio import AsyncClient``) share one
+HTTP policy (``leifdb.client.protocol``): they know several endpoints, follow 307 to the
+leader, retry 503 and refused connections with exponential backoff and jitter, and never
+resend a write whose outcome is unknown: they raise ``OutcomeUnknown``.
 Leases (``grant``, ``keep_alive``...), locks with fencing tokens (``lock``), elections
 (``campaign``, ``observe``...) and cluster membership (``members``, ``add_member``,
-``promote_member``, ``remove_member``, ``transfer_leader``) go through the same policy.
+``promote_member``, ``remove_member``, ``transfer_leader``) go through the same policy, and
+so does ``snapshot`` (a backup, checked against its CRC-32C; ``leifdb.client.snapshot``).
 """
 
 from leifdb.client.blocking import Client, LeaseKeeper, Observer, Watch
@@ -17,6 +18,7 @@ from leifdb.client.errors import (
     NotLeader, OutcomeUnknown, ServerError, TooLarge, Unavailable, WatchOverflow,
 )
 from leifdb.client.protocol import RetryPolicy, parse_duration
+from leifdb.client.snapshot import SnapshotCorrupt, SnapshotInfo
 from leifdb.client.types import (
     Event, Holder, Item, LeaderChange, Lease, Member, Members, Page, Status, TxnResult,
     WriteResult,
@@ -27,6 +29,7 @@ __all__ = [
     "Gone", "Holder", "Item", "LeaderChange", "Lease", "LeaseExpired", "LeaseKeeper",
     "LeaseNotFound", "LockTimeout", "Member", "MemberNotFound", "Members",
     "MembershipRefused", "NotFound", "NotHolder", "NotLeader", "Observer",
-    "OutcomeUnknown", "Page", "RetryPolicy", "ServerError", "Status", "TooLarge", "TxnResult",
-    "Unavailable", "Watch", "WatchOverflow", "WriteResult", "parse_duration",
+    "OutcomeUnknown", "Page", "RetryPolicy", "ServerError", "SnapshotCorrupt", "SnapshotInfo",
+    "Status", "TooLarge", "TxnResult", "Unavailable", "Watch", "WatchOverflow", "WriteResult",
+    "parse_duration",
 ]

@@ -40,6 +40,9 @@ from leifdb.client.protocol import (
     Send, Sleep, WatchCursor, delete_request, execute, get_request, health_request,
     list_request, put_request, txn_request, watch_steps,
 )
+from leifdb.client.snapshot import (
+    SnapshotInfo, SnapshotTarget, SnapshotWriter, snapshot_request, snapshot_steps,
+)
 from leifdb.client.types import (
     Event, Holder, Item, LeaderChange, Lease, Members, Page, Status, TxnResult, WriteResult,
 )
@@ -99,8 +102,11 @@ class TwistedTransport:
 
     @staticmethod
     def _headers(resp: Any) -> dict[str, str]:
-        return {k.decode().lower(): v[-1].decode("latin-1")
-                for k, v in resp.headers.getAllRawHeaders()}
+        headers = {k.decode().lower(): v[-1].decode("latin-1")
+                   for k, v in resp.headers.getAllRawHeaders()}
+        if isinstance(resp.length, int):  # Twisted keeps Content-Length out of the headers
+            headers.setdefault("content-length", str(resp.length))
+        return headers
 
     async def _body(self, resp: Any, timeout: float) -> bytes:
         """The whole body (``readBody`` without its deprecation warning)."""
@@ -496,6 +502,46 @@ class AsyncClient:
 
     async def status(self, endpoint: str | None = None) -> Status:
         return await self._run(health_request(), url=endpoint or self.endpoints.urls[0])
+
+    async def snapshot(self, dest: SnapshotTarget, *, stale: bool = False) -> SnapshotInfo:
+        """Download a backup into ``dest`` (a path, replaced atomically, or an open binary
+        file); see ``Client.snapshot``. Writing to ``dest`` blocks the loop briefly per
+        chunk (64 KiB at most), as local file writes do."""
+        writer = SnapshotWriter(dest)
+        steps = snapshot_steps(snapshot_request(stale=stale), self.endpoints, self.policy,
+                               self.timeout)
+        stream: _Stream | None = None
+        reply: Any = None
+        try:
+            while True:
+                action = steps.send(reply)
+                reply = None
+                if isinstance(action, Open):
+                    if stream is not None:
+                        stream.close()
+                        stream = None
+                    try:
+                        reply, stream = await self.transport.open(action)
+                    except (ConnectFailed, NoAnswer) as e:
+                        reply = e
+                elif isinstance(action, Read):
+                    reply = await stream.read() if stream is not None else b""
+                elif isinstance(action, Emit):
+                    for chunk in action.events:
+                        writer.write(chunk)
+                elif isinstance(action, Sleep):
+                    await self._sleep(action.seconds)
+        except StopIteration as done:
+            info: SnapshotInfo = done.value
+        except BaseException:
+            writer.discard()
+            raise
+        finally:
+            steps.close()
+            if stream is not None:
+                stream.close()
+        writer.commit()
+        return info
 
     def watch(self, key: str, *, prefix: bool = False, prev: bool = False,
               start_revision: int | None = None, stale: bool = False) -> AsyncIterator[Event]:

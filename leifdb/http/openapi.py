@@ -37,6 +37,8 @@ _UNDOCUMENTED_METHODS = {"HEAD", "OPTIONS"}
 _DESCRIPTION = """\
 A distributed, consistent key-value store on Raft.
 
+**Web UI:** [/ui/](/ui/) on every node: browse, edit and watch keys; see members and leases.
+
 **Keys** are non-empty UTF-8 strings of at most {max_key_bytes} bytes and may contain `/`.
 **Values** are UTF-8 strings of at most {max_value_bytes} bytes. A request body may be at
 most {max_body_bytes} bytes ({max_txn_bytes} for `POST /txn`). Larger keys, values or bodies

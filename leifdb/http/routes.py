@@ -1,6 +1,6 @@
 """The client API: ``ClientApi`` combines the route classes (keys, transactions, watches,
-leases, locks, elections, cluster membership) with the documentation, health and error
-handlers, bound to one service.
+leases, locks, elections, cluster membership, backups, the web UI, metrics) with the
+documentation, health and error handlers, bound to one service.
 
 Each handler's docstring ends with its OpenAPI 2.0 operation in YAML after ``---``;
 ``leifdb.http.openapi`` builds the document from the url map and those docstrings, so a
@@ -27,12 +27,16 @@ from leifdb.http.keys import KeyRoutes
 from leifdb.http.leases import LeaseRoutes
 from leifdb.http.limits import HttpLimits
 from leifdb.http.locks import LockRoutes
+from leifdb.http.metrics import MetricsRoutes
 from leifdb.http.params import lenient_path
 from leifdb.http.paths import is_key_api
 from leifdb.http.routing import api
+from leifdb.http.snapshot import SnapshotRoutes
 from leifdb.http.swagger_ui import SwaggerUi
 from leifdb.http.txn import TxnRoutes
+from leifdb.http.ui import UiRoutes, WebUi
 from leifdb.http.watch import WatchRoutes
+from leifdb.metrics import NodeMetrics
 from leifdb.service.api import Service
 
 __all__ = ["ClientApi", "STATUS_FIELDS", "routing_error"]
@@ -53,7 +57,7 @@ STATUS_FIELDS = (
 
 
 class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes, LeaseRoutes, LockRoutes, ElectionRoutes,
-                ClusterRoutes):
+                ClusterRoutes, SnapshotRoutes, UiRoutes, MetricsRoutes):
     """The routes, bound to one service. ``app.resource()`` on an instance serves them;
     ``ClientApi.app.url_map`` is the route table the OpenAPI document is built from."""
 
@@ -68,12 +72,16 @@ class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes, LeaseRoutes, LockRoutes, Elec
         limits: HttpLimits,
         document: bytes,
         swagger_ui: SwaggerUi,
+        web_ui: WebUi,
+        metrics: NodeMetrics,
     ) -> None:
         self.service = service
         self.version = version
         self.limits = limits
         self.document = document
         self.swagger_ui = swagger_ui
+        self.web_ui = web_ui
+        self.metrics = metrics
 
     # -- documentation ---------------------------------------------------------------
 
@@ -227,7 +235,8 @@ class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes, LeaseRoutes, LockRoutes, Elec
 def routing_error(error: HTTPException, raw_path: bytes) -> ApiError:
     """Werkzeug's routing exceptions as JSON errors (its own pages are HTML)."""
     if isinstance(error, RequestRedirect):
-        # Only /swagger -> /swagger/ (strict slashes); answer with a relative path.
+        # Only /swagger -> /swagger/ and /ui -> /ui/ (strict slashes); answer with a
+        # relative path.
         target = urlsplit(error.new_url)
         location = target.path + (f"?{target.query}" if target.query else "")
         return ApiError(308, "moved", headers={"Location": location}, location=location)

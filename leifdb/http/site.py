@@ -7,11 +7,16 @@ large body, none at all: it spools the whole body to a temporary file first. Her
 request line over its limit gets 414, a header block over its limit 431, and a declared
 ``Content-Length`` over the route's body limit 413, each before the rest is read; the
 connection is then closed, since what follows cannot be parsed or is not wanted.
+
+The site also times every request: its latency goes to the node's ``NodeMetrics`` by
+route template, and, at ``--log-level debug``, to one access-log line per request that
+shows the query's parameter names but never their values.
 """
 
 from __future__ import annotations
 
 import io
+import time
 from typing import Any, Callable
 
 from twisted.logger import Logger
@@ -20,11 +25,15 @@ from twisted.web.http import HTTPChannel
 
 from leifdb.http.errors import ApiError, json_body
 from leifdb.http.limits import HttpLimits
+from leifdb.http.metrics import UNMATCHED_ROUTE, route_template, target_route
 from leifdb.http.params import decode_component, split_uri
 from leifdb.http.paths import REVISION_HEADER, is_key_api
 from leifdb.http.resource import EXPOSED_HEADERS, ApiRoot
+from leifdb.metrics import NodeMetrics
 
-__all__ = ["ApiChannel", "ApiSite", "BoundedRequest", "make_site"]
+__all__ = ["ApiChannel", "ApiSite", "BoundedRequest", "make_site", "redacted_target"]
+
+access_log = Logger(namespace="leifdb.http.access")
 
 _REASONS = {
     413: b"Content Too Large",
@@ -45,6 +54,10 @@ class BoundedRequest(server.Request):
     max_body_bytes: int = HttpLimits.derive().max_body_bytes
     body_too_large = False
     _body_received = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.started = time.perf_counter()  # its request line has just arrived
 
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self.max_body_bytes:
@@ -86,6 +99,7 @@ class ApiChannel(HTTPChannel):
     site: ApiSite
     _reading_request_line = True
     _header_bytes = 0
+    _method = b""
     _target = b""
     _refused = False
 
@@ -111,6 +125,7 @@ class ApiChannel(HTTPChannel):
                 self._reading_request_line = False
                 self._header_bytes = 0
                 parts = line.split(b" ")
+                self._method = parts[0]
                 self._target = parts[1] if len(parts) == 3 else b""
         else:
             self._header_bytes += len(line)
@@ -191,6 +206,7 @@ class ApiChannel(HTTPChannel):
         assert self.transport is not None
         self.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
         self.log.info("refused a request: {status} {message}", status=status, message=message)
+        self.site.refused(self._method, self._target, status)
         self.loseConnection()
 
 
@@ -206,15 +222,66 @@ class ApiSite(server.Site):
         *,
         limits: HttpLimits,
         revision: Callable[[], int],
+        metrics: NodeMetrics | None = None,
+        access_log: bool = False,
         **site_options: Any,
     ) -> None:
         site_options.setdefault("requestFactory", BoundedRequest)
         super().__init__(resource, **site_options)
         self.http_limits = limits
         self.revision = revision
+        self.metrics = metrics
+        self.access_log = access_log
+
+    def log(self, request: Any) -> None:
+        """A request finished: its latency to the metrics, and with ``access_log`` one
+        debug line (Twisted's own access log is replaced, it prints query values)."""
+        started = getattr(request, "started", None)
+        seconds = time.perf_counter() - started if started is not None else 0.0
+        if self.metrics is not None:
+            self.metrics.http_request(route_template(request), request.method, request.code,
+                                      seconds)
+        if self.access_log:
+            access_log.debug(
+                "{client} {method} {target} {code} {length} bytes {ms:.1f} ms",
+                client=getattr(request.getClientAddress(), "host", "-"),
+                method=request.method.decode("ascii", "replace"),
+                target=redacted_target(request.uri),
+                code=request.code,
+                length=request.sentLength,
+                ms=round(seconds * 1000.0, 3),
+            )
+
+    def refused(self, method: bytes, target: bytes, status: int) -> None:
+        """The channel refused a request before it was parsed (414, 431, 413)."""
+        if self.metrics is not None:
+            route = target_route(target, method) if target else UNMATCHED_ROUTE
+            self.metrics.http_request(route, method, status, 0.0)
+        if self.access_log:
+            access_log.debug("{method} {target} {code} refused before its body",
+                             method=method.decode("ascii", "replace"),
+                             target=redacted_target(target), code=status)
 
 
-def make_site(app: ApiRoot, **site_options: Any) -> ApiSite:
+def redacted_target(uri: bytes) -> str:
+    """The request target for a log line: the path as sent, and of the query only the
+    parameter names (``/db/k?value&ttl``), since values (``?value=``) are user data."""
+    try:
+        path, query = split_uri(uri)
+    except ValueError:  # not even a URL: say nothing of it
+        return "<malformed target>"
+    text = path.decode("ascii", "replace")
+    if query:
+        names = [field.split(b"=", 1)[0] for field in query.split(b"&") if field]
+        text += "?" + "&".join(name.decode("ascii", "replace") for name in names)
+    return text
+
+
+def make_site(app: ApiRoot, *, metrics: NodeMetrics | None = None, access_log: bool = False,
+              **site_options: Any) -> ApiSite:
     """The ``Site`` to serve ``make_app``'s resource with: its limits come from the app
-    (so from the service's). ``site_options`` go to ``Site`` (``reactor=``...)."""
-    return ApiSite(app, limits=app.limits, revision=app.revision, **site_options)
+    (so from the service's). ``metrics``: where request latencies go (the ``NodeMetrics``
+    given to ``make_app``); ``access_log``: one debug line per request. ``site_options``
+    go to ``Site`` (``reactor=``...)."""
+    return ApiSite(app, limits=app.limits, revision=app.revision, metrics=metrics,
+                   access_log=access_log, **site_options)

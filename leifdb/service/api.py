@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from twisted.internet.defer import Deferred
 
@@ -304,6 +304,11 @@ class Service(Protocol):
         ...
 
     def get(self, key: str, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[Item | None]:
+        ...
+
+    def snapshot(self, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[Any]:
+        """A consistent snapshot of the state machine after the read barrier: a
+        ``leifdb.service.backup.SnapshotFile`` (file, size, crc32c, revision...)."""
         ...
 
     def range(

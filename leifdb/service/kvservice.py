@@ -10,10 +10,12 @@ the one "applied" hook observers subscribe to. Membership changes are in ``membe
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Protocol
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from leifdb import __version__
 from leifdb.errors import (
@@ -21,6 +23,7 @@ from leifdb.errors import (
     LeaseNotFound,
     LimitExceeded,
     NotLeaderError,
+    OutcomeUnknown,
     Unavailable,
 )
 from leifdb.kv.commands import (
@@ -59,6 +62,7 @@ from leifdb.service.api import (
     election_prefix,
     lock_prefix,
 )
+from leifdb.service.backup import Backup, SnapshotFile, membership_metadata
 from leifdb.service.leases import Lessor
 from leifdb.service.locks import Coordination
 from leifdb.service.membership import Membership, Reconfigurable
@@ -66,7 +70,7 @@ from leifdb.service.wait import Waits
 from leifdb.service.watch import Watcher, WatchHub
 from leifdb.wire import DecodeError, decode_command, encode_command
 
-__all__ = ["Consensus", "KVService"]
+__all__ = ["Consensus", "KVService", "ProposalCounts"]
 
 log = Logger(namespace="leifdb.service")
 
@@ -101,6 +105,30 @@ class Consensus(Reconfigurable, Protocol):
         ...
 
 
+@dataclass
+class ProposalCounts:
+    """What became of this node's proposals since start (``/metrics`` reads them): applied
+    (``committed``), refused or failed for certain (``failed``: nothing was done), or
+    fate unknown (``outcome_unknown``: answered 504)."""
+
+    committed: int = 0
+    failed: int = 0
+    outcome_unknown: int = 0
+
+    def settled(self, result: Any) -> Any:
+        """Callback: the proposal applied."""
+        self.committed += 1
+        return result
+
+    def unsettled(self, failure: Failure) -> Failure:
+        """Errback: count the failure by kind and pass it on."""
+        if failure.check(OutcomeUnknown):
+            self.outcome_unknown += 1
+        else:
+            self.failed += 1
+        return failure
+
+
 class KVService:
     """The key-value service of one node. ``attach(node)`` before the node starts."""
 
@@ -123,6 +151,7 @@ class KVService:
         self._hub = WatchHub(reactor, self.limits)
         self._observers: list[Callable[[int, tuple[Event, ...]], None]] = []
         self._stopped = False
+        self.proposal_counts = ProposalCounts()
         clock = now or reactor.seconds
         self._lessor = Lessor(
             reactor, clock, lambda: self._kv, self._propose,
@@ -132,6 +161,7 @@ class KVService:
             self, lambda: self._kv, self._hub, clock, self.limits.max_name_bytes
         )
         self._membership = Membership(self._node_or_refuse, self._waits.proposed)
+        self._backup = Backup(reactor)
 
     def attach(self, node: Consensus) -> None:
         self._node = node
@@ -438,6 +468,18 @@ class KVService:
         except Exception:
             return fail()
 
+    def snapshot(self, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[SnapshotFile]:
+        """A snapshot of the state machine (``leifdb.service.backup``) for a backup, taken
+        once this node has applied every write committed before the call (the read
+        barrier of a linearizable read; at once for ``stale``). The caller closes it."""
+        try:
+            d = self._barrier(consistency)
+        except Exception:
+            return fail()
+        return d.addCallback(lambda _: self._backup.take(
+            lambda: self._kv,
+            lambda: membership_metadata(self._node.members() if self._node else ())))
+
     def status(self) -> NodeStatus:
         node = self._node
         st = node.raft_status() if node is not None else None
@@ -538,8 +580,14 @@ class KVService:
         return self._waits.read_requested(read_id)
 
     def _propose(self, command: Command) -> Deferred[ApplyResult]:
-        index, term = self._node_or_refuse().propose(encode_command(command))
-        return self._waits.proposed(index, term)
+        data = encode_command(command)
+        counts = self.proposal_counts
+        try:
+            index, term = self._node_or_refuse().propose(data)
+        except NotLeaderError:
+            counts.failed += 1
+            raise
+        return self._waits.proposed(index, term).addCallbacks(counts.settled, counts.unsettled)
 
     def _check_key(self, key: str, *, allow_empty: bool = False) -> None:
         if not isinstance(key, str):

@@ -14,6 +14,7 @@ import random
 from typing import Callable
 
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
     IDelayedCall,
     IProtocolFactory,
@@ -26,6 +27,20 @@ from twisted.python.failure import Failure
 from leifdb.transport.peer import PeerProtocol
 
 log = Logger()
+
+
+def describe_loss(reason: Failure, connection: object = None) -> str:
+    """Why an established connection ended, for the operator: closed by this node (and
+    why), by the peer, or lost. Twisted calls a FIN from the peer "closed cleanly", but a
+    peer that crashed or was killed sends one too: from here it is a lost connection."""
+    if getattr(connection, "closed_here", False):
+        why = getattr(connection, "rejected_for", None)
+        return "connection closed by this node" + (f": {why}" if why else "")
+    if reason.check(ConnectionDone):
+        return "connection lost: the peer closed it (stopped, restarted or crashed)"
+    if reason.check(ConnectionLost):
+        return "connection lost: reset or broken (the peer or the network failed)"
+    return f"connection lost: {reason.getErrorMessage()}"
 
 
 class Reconnector:
@@ -84,11 +99,11 @@ class Reconnector:
         return self._rng.uniform(ceiling / 2, ceiling)
 
     def connection_lost(self, reason: Failure) -> None:
-        self._connection = None
+        connection, self._connection = self._connection, None
         if self._stable is not None and self._stable.active():
             self._stable.cancel()
             self.failures += 1
-        self._went_down(f"connection closed: {reason.getErrorMessage()}")
+        self._went_down(describe_loss(reason, connection))
         self._schedule()
 
     def _dial(self) -> None:

@@ -65,10 +65,16 @@ class PendingRequests:
         if peer not in self._timers:
             self._timers[peer] = self._clock.callLater(self._timeout, self._check, peer)
 
-    def answered(self, peer: str, kind: type, up_to: int) -> None:
+    def answered(self, peer: str, kind: type, up_to: int) -> float | None:
+        """Forget the requests a reply answers; the round trip of request ``up_to`` in
+        seconds (None if it was not pending: timed out, forgotten or never sent)."""
         queue = self._pending.get(peer, {}).get(kind)
+        round_trip = None
         while queue and queue[0][0] <= up_to:
-            queue.popleft()
+            request_id, deadline = queue.popleft()
+            if request_id == up_to:
+                round_trip = self._clock.seconds() - (deadline - self._timeout)
+        return round_trip
 
     def count(self, peer: str) -> int:
         return sum(len(q) for q in self._pending.get(peer, {}).values())

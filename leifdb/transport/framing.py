@@ -86,6 +86,7 @@ class FramedProtocol(Int32StringReceiver):
         self.closing = False
         self.lost = False
         self.rejected_for: str | None = None  # why ``reject`` closed it
+        self.closed_here = False  # this side closed it (``close``), not the peer or the network
         self.peer_label = "?"  # who is on the other end, for log lines
         self._close_waiters: list[defer.Deferred[None]] = []
         self._pending_chunks: list[bytes] = []
@@ -185,6 +186,8 @@ class FramedProtocol(Int32StringReceiver):
         """Stop reading and close, flushing queued frames unless ``abort``."""
         if self.closing and not abort:
             return
+        if not self.lost:
+            self.closed_here = True
         self.closing = True
         self.paused = True  # stops the base class's parsing loop
         if abort:

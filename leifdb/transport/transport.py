@@ -39,6 +39,8 @@ DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
 PIN_LOG_INTERVAL = 60.0
 
 EndpointFactory = Callable[[str, int], IStreamClientEndpoint]
+#: ``on_round_trip(peer, request type name, seconds)``: a reply answered a request.
+RoundTripObserver = Callable[[str, str, float], None]
 
 
 class IncarnationPins(Protocol):
@@ -88,6 +90,9 @@ class RaftTransport:
     lost its data and came back under its old id is never heard, its votes never counted,
     until it is removed and re-added (which clears its pin: ``pins.clear``). A Hello
     without incarnation (a node older than incarnations) is accepted and pins nothing.
+
+    ``on_round_trip(peer, kind, seconds)``, if given, is told the time from sending each
+    request (``AppendEntries``, ``RequestVote``...) to the reply that answered it.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class RaftTransport:
         endpoint_factory: EndpointFactory | None = None,
         incarnation: str = "",
         pins: IncarnationPins | None = None,
+        on_round_trip: RoundTripObserver | None = None,
     ) -> None:
         if not node_id or not cluster_id:
             raise ValueError("node_id and cluster_id must be non-empty")
@@ -125,6 +131,7 @@ class RaftTransport:
         self.stats = TransportStats()
         self._on_message = on_message or _drop
         self._on_unreachable = on_peer_unreachable
+        self._on_round_trip = on_round_trip
         self._listen_at = (listen_port, listen_interface)
         self._max_frame = max_frame_bytes
         self._max_queued = max_queued_bytes
@@ -296,7 +303,10 @@ class RaftTransport:
         if frame.request_id:
             self._stamps.request_received(frame.src, type(msg), frame.request_id)
         elif frame.in_reply_to:
-            self._pending.answered(frame.src, REQUEST_OF_REPLY[type(msg)], frame.in_reply_to)
+            request = REQUEST_OF_REPLY[type(msg)]
+            round_trip = self._pending.answered(frame.src, request, frame.in_reply_to)
+            if round_trip is not None and self._on_round_trip is not None:
+                self._on_round_trip(frame.src, request.__name__, round_trip)
         try:
             self._on_message(msg, frame.src_http_address)
         except Exception:

@@ -46,6 +46,7 @@ def test_defaults_single_mode(tmp_path):
     assert (cfg.snapshot_entries, cfg.retain_snapshots) == (10000, 2)
     assert (cfg.limits.max_key_bytes, cfg.limits.max_value_bytes) == (1024, 1024 * 1024)
     assert (cfg.log_level, cfg.cluster_id) == ("info", "leifdb")
+    assert cfg.log_format == "text"
     assert cfg.data_dir == (tmp_path / "d").absolute() and cfg.data_dir.is_dir()
 
 
@@ -184,6 +185,8 @@ def test_parse_members_mixes_named_and_unnamed():
         (["--max-value-bytes", str(64 * 1024 * 1024)], {}, "--max-value-bytes"),
         (["--max-key-bytes", ""], {}, "--max-key-bytes"),
         (["--log-level", "verbose"], {}, "--log-level must be one of debug, info, warn, error"),
+        (["--log-format", "xml"], {}, "--log-format must be one of text, json, not 'xml'"),
+        ([], {"LEIFDB_LOG_FORMAT": "logfmt"}, "LEIFDB_LOG_FORMAT must be one of text, json"),
         (["--bind", "localhost"], {}, "--bind must be an IP address"),
         (["--host", "a b"], {}, "--host: bad host"),
         (["--cluster-id", "a,b"], {}, "--cluster-id"),
@@ -206,6 +209,14 @@ def test_bad_values_are_one_line_errors(tmp_path, args, env, expected):
     message = str(caught.value)
     assert expected in message
     assert "\n" not in message
+
+
+def test_log_format_from_the_flag_or_the_environment(tmp_path):
+    data = ["--data-dir", str(tmp_path / "d")]
+    assert parse([*data, "--log-format", "json"]).log_format == "json"
+    assert parse(data, {"LEIFDB_LOG_FORMAT": "JSON"}).log_format == "json"
+    assert parse([*data, "--log-format", "text"], {"LEIFDB_LOG_FORMAT": "json"}).log_format == (
+        "text")
 
 
 def test_a_data_dir_that_is_a_file_is_refused(tmp_path):

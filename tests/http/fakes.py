@@ -39,6 +39,7 @@ from leifdb.kv.commands import (
     Txn,
 )
 from leifdb.kv.store import KVStore
+from leifdb.service.backup import Backup
 from leifdb.service.api import (
     CONSISTENCY_LINEARIZABLE,
     ELECTION_PREFIX,
@@ -314,6 +315,10 @@ class FakeService:
 
     def get(self, key: str, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[Any]:
         return self._read(consistency, lambda: self.store.get(key))
+
+    def snapshot(self, consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[Any]:
+        return self._read(consistency, lambda: None).addCallback(
+            lambda _: Backup(self.clock).take(lambda: self.store, lambda: b""))
 
     def range(self, prefix: str, start_after: str | None = None, limit: int | None = None,
               consistency: str = CONSISTENCY_LINEARIZABLE) -> Deferred[Page]:

@@ -25,7 +25,8 @@ EVERY_ENDPOINT = [
     ("POST", "/election/e/proclaim"), ("POST", "/election/e/resign"),
     ("GET", "/election/e/observe"), ("GET", "/cluster/members"), ("POST", "/cluster/members"),
     ("POST", "/cluster/members/n2/promote"), ("DELETE", "/cluster/members/n2"),
-    ("POST", "/cluster/leader"),
+    ("POST", "/cluster/leader"), ("GET", "/metrics"), ("GET", "/snapshot"),
+    ("GET", "/ui/"), ("GET", "/ui/app.js"),
 ]
 
 
@@ -35,7 +36,8 @@ def test_the_list_covers_every_endpoint():
         "put_key", "delete_key", "txn", "watch", "grant_lease", "list_leases", "get_lease",
         "keepalive", "revoke_lease", "lock", "lock_holder", "campaign", "election_leader",
         "proclaim", "resign", "observe", "list_members", "add_member", "promote_member",
-        "remove_member", "transfer_leader"}
+        "remove_member", "transfer_leader", "prometheus_metrics", "snapshot", "ui_index",
+        "ui_asset"}
     assert {ClientApi.app.url_map.bind("node").match(path, method)[0]
             for method, path in EVERY_ENDPOINT if method != "HEAD"} == {
         rule.endpoint for rule in ClientApi.app.url_map.iter_rules()}

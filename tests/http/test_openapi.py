@@ -66,7 +66,8 @@ def test_every_route_is_documented_and_every_documented_operation_is_routed():
         "/lock/{name}", "/election/{name}", "/election/{name}/campaign",
         "/election/{name}/proclaim", "/election/{name}/resign", "/election/{name}/observe",
         "/cluster/members", "/cluster/members/{member_id}",
-        "/cluster/members/{member_id}/promote", "/cluster/leader"}
+        "/cluster/members/{member_id}/promote", "/cluster/leader", "/metrics", "/snapshot",
+        "/ui/", "/ui/{file}"}
 
 
 def test_every_endpoint_has_its_own_handler():
@@ -209,7 +210,8 @@ def test_try_it_out_with_the_defaults_succeeds_everywhere():
              ("/", "get"), ("/swagger/", "get"), ("/swagger/{file}", "get"),
              ("/cluster/members", "post"), ("/cluster/members/{member_id}/promote", "post"),
              ("/cluster/members", "get"), ("/cluster/members/{member_id}", "delete"),
-             ("/cluster/leader", "post")]
+             ("/cluster/leader", "post"), ("/metrics", "get"), ("/snapshot", "get"),
+             ("/ui/", "get"), ("/ui/{file}", "get")]
     streams = {("/watch/{key}", "get"), ("/election/{name}/observe", "get")}
     created = {("/cluster/members", "post")}
     assert set(order) | streams == documented_operations(document)
