@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) bench/watch_fanout.py --watchers 1000 --rate 20 --seconds 10
 	$(PY) bench/lease_bench.py --leases 1000 --concurrency 1,8,32 --seconds 5
 	$(PY) bench/lease_expiry.py --runs 5 --failovers 8
+	$(PY) bench/membership_bench.py --rolling 3 --failovers 5
 
 cluster: $(STAMP)
 	$(PY) -m leifdb.cluster start --nodes 3 --http-base $(HTTP_PORT) --raft-base $(RAFT_PORT)

@@ -5,17 +5,21 @@ Command line (``make cluster`` / ``cluster-status`` / ``cluster-stop``)::
 
     python -m leifdb.cluster start [--nodes 3] [--http-base 8080] [--raft-base 16990]
                                    [--dir .cluster] [extra twistd leifdb options...]
+    python -m leifdb.cluster add [--dir .cluster]
     python -m leifdb.cluster status [--dir .cluster]
     python -m leifdb.cluster stop [--dir .cluster]
 
 Node ``n<k>`` (k = 1..N) listens on 127.0.0.1, HTTP on ``http-base + k - 1`` and Raft on
 ``raft-base + k - 1``, and keeps everything under ``<dir>/node<k>/``: ``data/``, ``node.log``
 (its stdout and stderr), ``pid`` and ``twistd.pid``. ``<dir>/cluster.json`` records the
-ports so ``status`` and ``stop`` need no flags. ``stop`` signals only processes whose
-command line shows they are that node.
+ports so ``status``, ``add`` and ``stop`` need no flags. ``add`` starts one more node on
+the next ports with ``--join`` (it adds itself as a learner; promote it with ``leifdb member
+promote``). ``stop`` signals only processes whose command line shows they are that node.
 
 As a library, ``LocalCluster`` starts, kills, pauses, restarts and queries nodes by index
-(0-based; node ``i`` is named ``n<i+1>``). Ports are the caller's choice.
+(0-based; node ``i`` is named ``n<i+1>``). Ports are the caller's choice. The first nodes
+bootstrap the cluster with ``--members``; nodes appended with ``add_node``, and nodes marked
+with ``set_join`` (a replacement on a wiped data directory), start with ``--join`` instead.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,6 +124,9 @@ class LocalCluster:
         self.extra_args = list(extra_args)
         self.env = env
         self.detach = detach
+        # The nodes named in --members (the bootstrap voters); the others join.
+        self.bootstrap = len(self.nodes)
+        self.joining: set[int] = set()
         self._procs: dict[int, subprocess.Popen] = {}
 
     @classmethod
@@ -136,19 +144,27 @@ class LocalCluster:
     def load(cls, base_dir: Path | str, **kwargs: Any) -> LocalCluster:
         """The cluster recorded in ``base_dir/cluster.json`` by ``save``."""
         state = json.loads((Path(base_dir) / STATE_FILE).read_text())
-        return cls(
+        http_ports, raft_ports = state["http_ports"], state["raft_ports"]
+        bootstrap = int(state.get("bootstrap", len(http_ports)))
+        cluster = cls(
             base_dir,
-            state["http_ports"],
-            state["raft_ports"],
+            http_ports[:bootstrap],
+            raft_ports[:bootstrap],
             extra_args=state.get("extra_args", ()),
             **kwargs,
         )
+        for http_port, raft_port in zip(http_ports[bootstrap:], raft_ports[bootstrap:]):
+            cluster.add_node(http_port, raft_port)
+        cluster.joining.update(i for i in state.get("joining", ()) if i < len(cluster))
+        return cluster
 
     def save(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         state = {
             "http_ports": [n.http_port for n in self.nodes],
             "raft_ports": [n.raft_port for n in self.nodes],
+            "bootstrap": self.bootstrap,
+            "joining": sorted(self.joining),
             "extra_args": self.extra_args,
         }
         (self.base_dir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
@@ -160,10 +176,46 @@ class LocalCluster:
 
     @property
     def members(self) -> str:
-        return ",".join(f"{n.name}={HOST}:{n.raft_port}" for n in self.nodes)
+        """``--members`` of the bootstrap nodes (a joining node gets ``--join`` instead)."""
+        return ",".join(f"{n.name}={HOST}:{n.raft_port}" for n in self.nodes[: self.bootstrap])
+
+    def add_node(self, http_port: int, raft_port: int) -> int:
+        """A new node ``n<k>`` on these ports that starts with ``--join`` (not started
+        here); its index."""
+        i = len(self.nodes)
+        self.nodes.append(NodeSpec(i, http_port, raft_port, self.base_dir / f"node{i + 1}"))
+        self.joining.add(i)
+        return i
+
+    def set_join(self, i: int, join: bool = True) -> None:
+        """Start node ``i`` with ``--join`` from now on (a replacement on an empty data
+        directory), or with ``--members`` again."""
+        if join:
+            self.joining.add(i)
+        elif i < self.bootstrap:
+            self.joining.discard(i)
+        else:
+            raise ValueError(f"{self.nodes[i].name} was added later: it can only --join")
+
+    def wipe(self, i: int) -> None:
+        """Delete node ``i``'s data directory, as a dead disk would (the node must be down)."""
+        if self.is_running(i):
+            raise RuntimeError(f"{self.nodes[i].name} is running: stop it before wiping it")
+        shutil.rmtree(self.nodes[i].data_dir, ignore_errors=True)
+
+    def join_urls(self, i: int) -> str:
+        """``--join`` for node ``i``: the HTTP URLs of every other node that runs (of
+        every other node if none does)."""
+        others = [n for n in self.nodes if n.index != i]
+        running = [n for n in others if self.is_running(n.index)]
+        return ",".join(n.url for n in running or others)
 
     def command(self, i: int) -> list[str]:
         node = self.nodes[i]
+        if i in self.joining:
+            where = ["--join", self.join_urls(i)]
+        else:
+            where = ["--members", self.members]
         return [
             *twistd_command(),
             "-n",
@@ -172,7 +224,7 @@ class LocalCluster:
             "--mode", "multi",
             "--host", HOST,
             "--bind", HOST,
-            "--members", self.members,
+            *where,
             "--name", node.name,
             "--http-port", str(node.http_port),
             "--raft-port", str(node.raft_port),
@@ -284,6 +336,11 @@ class LocalCluster:
                 self._finish_terminate(i, pid, max(0.1, deadline - time.monotonic()))
             self.nodes[i].pid_path.unlink(missing_ok=True)
 
+    def exit_status(self, i: int) -> int | None:
+        """Node ``i``'s exit status if this object started it and it has exited (negative:
+        killed by that signal); None otherwise."""
+        return self._returncode(i)
+
     def _returncode(self, i: int) -> int | None:
         proc = self._procs.get(i)
         return proc.poll() if proc is not None else None
@@ -309,7 +366,7 @@ class LocalCluster:
             status, body, _ = self.request(i, "GET", "/health", timeout=timeout)
         except OSError:
             return None
-        return body if status == 200 and isinstance(body, dict) else None
+        return body if status in (200, 503) and isinstance(body, dict) else None
 
     def request(
         self, i: int, method: str, path: str, body: Any = None, timeout: float = 2.0
@@ -389,6 +446,22 @@ class LocalCluster:
         if not _wait_until(answered, timeout, 0.05):
             raise TimeoutError(f"{self.nodes[i].name} did not answer /health in {timeout} s")
         return found[0]
+
+    def wait_caught_up(self, i: int, timeout: float = LEADER_TIMEOUT) -> int:
+        """Poll until node ``i`` has applied everything a leader had committed when this
+        was called; that index. TimeoutError otherwise."""
+        leader = self.wait_for_leader(timeout)
+        target = int((self.health(leader) or {}).get("commit_index") or 0)
+        applied: list[int] = [-1]
+
+        def caught_up() -> bool:
+            applied[0] = int((self.health(i) or {}).get("applied_index") or -1)
+            return applied[0] >= target
+
+        if not _wait_until(caught_up, timeout, 0.05):
+            raise TimeoutError(
+                f"{self.nodes[i].name} applied {applied[0]}, not {target}, in {timeout} s")
+        return target
 
     def log_tail(self, i: int, lines: int = 40) -> str:
         try:
@@ -596,6 +669,33 @@ def _cmd_start(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _cmd_add(args: argparse.Namespace) -> int:
+    """One more node on the next free-by-convention ports, started with ``--join``."""
+    try:
+        cluster = LocalCluster.load(args.dir, detach=True)
+    except OSError:
+        print(f"no cluster in {args.dir}: run 'python -m leifdb.cluster start' first",
+              file=sys.stderr)
+        return 1
+    if not any(cluster.is_running(i) for i in range(len(cluster))):
+        print(f"no node of the cluster in {args.dir} runs: nothing to join", file=sys.stderr)
+        return 1
+    http_port = max(n.http_port for n in cluster.nodes) + 1
+    raft_port = max(n.raft_port for n in cluster.nodes) + 1
+    i = cluster.add_node(http_port, raft_port)
+    cluster.save()
+    cluster.start_node(i)
+    try:
+        cluster.wait_for_health(i, args.timeout)
+    except TimeoutError as exc:
+        print(f"{exc}; see {cluster.nodes[i].log_path}", file=sys.stderr)
+        return 1
+    _print_table(cluster, full=False)
+    print(f"{cluster.nodes[i].name} joined as a learner; make it a voter with: "
+          f"leifdb --endpoints {cluster.url(i)} member promote {cluster.nodes[i].name}")
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     try:
         cluster = LocalCluster.load(args.dir)
@@ -637,10 +737,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     start.add_argument(
         "--timeout", type=float, default=LEADER_TIMEOUT, help="seconds to wait for a leader"
     )
+    add = sub.add_parser(
+        "add", help="start one more node on the next ports, joining with --join as a learner")
+    add.add_argument(
+        "--timeout", type=float, default=LEADER_TIMEOUT, help="seconds to wait for it to answer"
+    )
     status = sub.add_parser("status", help="role, term, commit and applied index of each node")
     stop = sub.add_parser("stop", help="SIGTERM every node (SIGKILL after --timeout s)")
     stop.add_argument("--timeout", type=float, default=STOP_TIMEOUT)
-    for p in (start, status, stop):
+    for p in (start, add, status, stop):
         p.add_argument("--dir", default=".cluster", help="cluster folder (default .cluster)")
     args, extra = parser.parse_known_args(argv)
     if args.command != "start" and extra:
@@ -649,6 +754,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.nodes < 1:
             parser.error("--nodes must be at least 1")
         return _cmd_start(args, extra)
+    if args.command == "add":
+        return _cmd_add(args)
     return _cmd_status(args) if args.command == "status" else _cmd_stop(args)
 
 

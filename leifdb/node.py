@@ -382,6 +382,11 @@ class Node:
         wanted = {m.id for m in self._members}
         if self.core is not None:
             wanted |= self.core.replicating_to()
+            joined = self.identity.joined_index if self.identity is not None else 0
+            if self.core.configuration_index() < joined:
+                # A node that joined replays older configurations first, which may lack
+                # today's leader: keep the members it joined with until it is past them.
+                wanted |= {m.id for m in self.config.members}
         peers = {}
         for pid in wanted - {self.node_id}:
             address = self._raft_addresses.get(pid)
@@ -430,13 +435,23 @@ class Node:
                 self.reactor.callLater(0, self._leave)
 
     def _leave(self) -> None:
+        """Stop after our removal. A removed leader first finishes handing over (the
+        core does it once the removal commits), so none of its writes is cut short."""
+        if self.core is not None and self.core.role is Role.LEADER and not self._stopping:
+            waited = self._wait_for_other_leader(2 * self.election_timeout)
+            waited.addBoth(lambda _: self._leave_now())
+            return
+        self._leave_now()
+
+    def _leave_now(self) -> None:
+        if hasattr(self.reactor, "stop") and getattr(self.reactor, "running", False):
+            self.reactor.stop()  # the process's orderly stop: drain clients, then stop()
+            return
         self._stopping = True
         self.application.stopped(
             OutcomeUnknown("node was removed from the cluster"),
             Unavailable("node was removed from the cluster"),
         )
-        if hasattr(self.reactor, "stop") and getattr(self.reactor, "running", False):
-            self.reactor.stop()
 
     def http_address(self, node_id: str | None) -> str | None:
         if node_id is None:

@@ -96,6 +96,10 @@ __all__ = [
 log = Logger(namespace="leifdb.tap")
 
 STOP_TIMEOUT_SECONDS = 10.0
+# On stop, client connections get this long to send a last request after the handover,
+# and at most this share of the stop timeout to finish (``ApiSite.drain``).
+DRAIN_GRACE_SECONDS = 1.0
+DRAIN_SHARE = 0.3
 #: Of the stop timeout, what a leader may spend handing over before it stops anyway.
 TRANSFER_SHARE = 0.5
 #: How long ``--join`` keeps trying to reach the cluster (no leader, nodes starting...).
@@ -173,10 +177,12 @@ class NodeService(Service):
         reactor: Any,
         on_fatal: Callable[[str], None],
         stop_timeout: float = STOP_TIMEOUT_SECONDS,
+        drain_clients: Callable[[], Deferred] | None = None,
     ) -> None:
         self.node = node
         self.reactor = reactor
         self.stop_timeout = stop_timeout
+        self._drain_clients = drain_clients
         self.clean = True
         self._on_fatal = on_fatal
         self._starting: Deferred | None = None
@@ -215,6 +221,7 @@ class NodeService(Service):
         began = self.reactor.seconds()
         d: Deferred = self._starting if self._starting is not None else succeed(None)
         d.addCallback(lambda _: self._hand_over() if self._started else None)
+        d.addCallback(lambda _: self._drain() if self._started else None)
         d.addCallback(lambda _: self.node.stop() if self._started else None)
         d.addTimeout(self.stop_timeout, self.reactor)
         d.addCallbacks(self._stopped, self._stop_failed, callbackArgs=(began,))
@@ -232,6 +239,17 @@ class NodeService(Service):
         d = maybeDeferred(lambda: self.node.transfer_leadership_before_stop())
         d.addTimeout(self.stop_timeout * TRANSFER_SHARE, self.reactor)
         d.addErrback(self._hand_over_failed)
+        return d
+
+    def _drain(self) -> Deferred | None:
+        """After the handover, before the node stops: let requests in progress finish and
+        close client connections between requests (``ApiSite.drain``), so a rolling
+        restart cuts no request short. Never fails."""
+        if self._drain_clients is None:
+            return None
+        d = maybeDeferred(self._drain_clients)
+        d.addErrback(lambda failure: log.warn("closing client connections: {error}",
+                                              error=_one_line(failure.value)))
         return d
 
     def _hand_over_failed(self, failure: Failure) -> None:
@@ -376,7 +394,11 @@ def make_service(
     site.noisy = False
 
     top = _LeifdbService(log_observer)
-    node_service = NodeService(node, reactor=reactor, on_fatal=fatal, stop_timeout=stop_timeout)
+    node_service = NodeService(
+        node, reactor=reactor, on_fatal=fatal, stop_timeout=stop_timeout,
+        drain_clients=lambda: site.drain(reactor, grace=DRAIN_GRACE_SECONDS,
+                                         deadline=stop_timeout * DRAIN_SHARE),
+    )
     node_service.setServiceParent(top)
     HttpService(
         node_service,

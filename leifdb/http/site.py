@@ -19,6 +19,7 @@ import io
 import time
 from typing import Any, Callable
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.http import HTTPChannel
@@ -111,6 +112,34 @@ class ApiChannel(HTTPChannel):
         self.totalHeadersSize = limits.max_request_line_bytes + limits.max_header_bytes
         self.maxHeaders = limits.max_headers
         super().connectionMade()
+        self.site.channels.add(self)
+
+    def connectionLost(self, reason: Any) -> None:
+        self.site.channels.discard(self)
+        super().connectionLost(reason)
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        """While the node shuts down (``ApiSite.drain``), every response says
+        ``Connection: close``, so clients take their next request elsewhere."""
+        if self.site.draining:
+            request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+            return False
+        return super().checkPersistence(request, version)
+
+    def close_after_response(self) -> None:
+        """The response in progress is this connection's last (said in its headers when
+        they are not sent yet)."""
+        if not self._handlingRequest:
+            return
+        self.persistent = False
+        for request in self.requests:
+            if not request.startedWriting:
+                request.setHeader(b"Connection", b"close")
+
+    def idle(self) -> bool:
+        """No request in progress and nothing of a next one received: closing now
+        cannot cut a request short."""
+        return not self._handlingRequest and self._reading_request_line and not self._buffer
 
     def dataReceived(self, data: bytes) -> None:
         if not self._refused:
@@ -232,6 +261,35 @@ class ApiSite(server.Site):
         self.revision = revision
         self.metrics = metrics
         self.access_log = access_log
+        self.channels: set[ApiChannel] = set()
+        self.draining = False
+
+    def drain(self, clock: Any, grace: float = 1.0, deadline: float = 3.0) -> Deferred:
+        """Close every client connection without cutting a request short (a stopping
+        node calls it after handing leadership over, before the node stops): from now on
+        each response says ``Connection: close``; connections idle after ``grace``
+        seconds (a busy client has sent its next request by then) are closed; fires
+        once none is left, or at ``deadline``, aborting the rest."""
+        self.draining = True
+        done: Deferred = Deferred()
+        started = clock.seconds()
+        for channel in self.channels:
+            channel.close_after_response()
+
+        def check() -> None:
+            waited = clock.seconds() - started
+            for channel in list(self.channels):
+                if waited >= deadline:
+                    channel.transport.abortConnection()
+                elif waited >= grace and channel.idle():
+                    channel.transport.loseConnection()
+            if not self.channels or waited >= deadline:
+                done.callback(None)
+            else:
+                clock.callLater(0.05, check)
+
+        check()
+        return done
 
     def log(self, request: Any) -> None:
         """A request finished: its latency to the metrics, and with ``access_log`` one

@@ -1,9 +1,15 @@
 """A ``LocalCluster`` whose nodes reach each other only through the test's link proxies.
 
-``LocalCluster`` gives every node the same ``--members``; here node ``a``'s entry for peer
-``b`` is the address of the proxy for the directed link ``a -> b``, and its own entry is its
-real Raft port. Everything else (starting, SIGKILL, SIGSTOP/SIGCONT, restarts, health,
-waiting for a leader) is ``LocalCluster``'s, by node index.
+Every member's Raft address, in ``--members`` and so in the member list the cluster keeps
+in its log and snapshots, is its front proxy (``ProxyNet.front_address``): whichever node
+dials it, the proxy tells the link ``a -> b`` by the dialer's ``Hello``, so a partition or a
+delay cuts or slows exactly the links it names, also after the membership changed. A node
+listens on its real Raft port (``--raft-port``, which with ``--name`` need not match its
+entry). Nodes added with ``add_node`` start with ``--join`` through
+``tests.faults.proxied_twistd``, which advertises the front and listens on the real port.
+``live`` lists the nodes that are members (``remove`` takes one out). Everything else
+(starting, SIGKILL, SIGSTOP/SIGCONT, restarts, health, waiting for a leader) is
+``LocalCluster``'s, by node index.
 
 With ``writeback=True`` every node runs with ``--unsafe-test-writeback-fs``: what it has not
 synced lives only in its own memory, so a SIGKILL is a power cut of its machine
@@ -16,11 +22,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, Sequence
 
-from leifdb.cluster import HOST, STOP_TIMEOUT, LocalCluster, twistd_command
+from leifdb.cluster import HOST, STOP_TIMEOUT, LocalCluster, free_ports, twistd_command
 from leifdb.config import WRITEBACK_FLAG
 from tests.faults.proxy import ProxyNet
 
@@ -56,26 +63,48 @@ class ProxiedCluster(LocalCluster):
         self.writeback = writeback
         self.launcher = list(launcher)
         self.names = [node.name for node in self.nodes]
+        self.live = list(range(n))
         self.net = ProxyNet(self.names, {node.name: node.raft_port for node in self.nodes},
                             seed=seed, host=HOST)
         self._net_started = False
 
-    def members_for(self, i: int) -> str:
-        """Node ``i``'s member list: itself at its Raft port, every peer at its proxy."""
-        me = self.nodes[i].name
-        return ",".join(
-            f"{node.name}={HOST}:{node.raft_port}" if node.name == me
-            else f"{node.name}={self.net.address(me, node.name)}"
-            for node in self.nodes
-        )
+    @property
+    def members(self) -> str:
+        """``--members``: every bootstrap node at its front proxy."""
+        return ",".join(f"{node.name}={self.net.front_address(node.name)}"
+                        for node in self.nodes[: self.bootstrap])
 
     def command(self, i: int) -> list[str]:
         args = super().command(i)
-        at = args.index("--members") + 1
-        args[at] = self.members_for(i)
-        if self.launcher:
+        if i in self.joining:
+            if self.launcher:
+                raise RuntimeError("a node that joins runs through tests.faults.proxied_twistd: "
+                                   "it cannot have another launcher")
+            at = args.index("--raft-port") + 1
+            front = self.net.front_address(self.names[i]).rpartition(":")[2]
+            listen = ["--listen-raft-port", args[at]]
+            args[at] = front
+            args[: len(twistd_command())] = [sys.executable, "-m", "tests.faults.proxied_twistd",
+                                              *listen]
+        elif self.launcher:
             args[: len(twistd_command())] = self.launcher
         return args
+
+    def add_node(self, http_port: int = 0, raft_port: int = 0) -> int:
+        """A new member-to-be on free ports (or these), behind its own front proxy; it
+        starts with ``--join`` and is live. The net must be running."""
+        if not http_port or not raft_port:
+            http_port, raft_port = free_ports(2)
+        i = super().add_node(http_port, raft_port)
+        self.names.append(self.nodes[i].name)
+        self.net.add_node(self.nodes[i].name, raft_port)
+        self.live.append(i)
+        return i
+
+    def remove(self, i: int) -> None:
+        """Node ``i`` is no member any more: never restarted, not a client's endpoint."""
+        if i in self.live:
+            self.live.remove(i)
 
     def kill_together(self, indexes: Sequence[int]) -> None:
         """SIGKILL the running nodes of ``indexes`` at (nearly) the same instant, then wait
@@ -96,24 +125,23 @@ class ProxiedCluster(LocalCluster):
         return f"{HOST}:{self.nodes[i].http_port}"
 
     def http_addresses(self) -> list[str]:
-        return [self.http_address(i) for i in range(len(self.nodes))]
-
-    def exit_status(self, i: int) -> int | None:
-        """Node ``i``'s exit status if this object started it and it has exited."""
-        return self._returncode(i)
+        """The HTTP addresses of the live nodes (members)."""
+        return [self.http_address(i) for i in self.live]
 
     def start_all(self) -> None:
         if not self._net_started:
             self.net.start()
             self._net_started = True
         self._reserved.close()  # the proxies are bound: the nodes may have their ports
-        self.start()
+        for i in self.live:
+            if not self.is_running(i):
+                self.start_node(i)
 
     def leader(self, timeout: float = 0.5) -> int | None:
         """The node that a running node of the highest term names as leader, if any
         answers; None when nobody knows one."""
         best: tuple[int, int] | None = None
-        for i in range(len(self.nodes)):
+        for i in self.live:
             if not self.is_running(i):
                 continue
             health = self.health(i, timeout=timeout)

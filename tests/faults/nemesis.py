@@ -20,8 +20,20 @@ Fault kinds (``FAULT_KINDS``):
   synced. Healing restarts them. On such a cluster the ``kill`` kinds are power cuts too (of
   one node, of the leader, of every node one after another).
 
+Opt-in kinds (``MEMBERSHIP_KINDS``: not in the default mix, see ``fault_kinds``):
+
+* ``replace_member``: remove a random member through the admin API (``force`` only if the
+  leader refuses for want of a quorum it hears from); it must stop by itself once it
+  applied its removal. Then a fresh node (a new name, an empty data directory) starts with
+  ``--join``, adds itself as a learner and is promoted once it caught up. Nothing to heal.
+* ``isolate_follower``: cut one follower off from every node for several election
+  timeouts; after healing, the leader and its term must be what they were before: the
+  returning node's PreVote fails and it does not depose a healthy leader. A change is a
+  problem (``Nemesis.problems``).
+
 Partitions cut links either by resetting connections or by silently swallowing their
-bytes (chosen at random). Every choice comes from the nemesis' own ``random.Random``.
+bytes (chosen at random). Every choice comes from the nemesis' own ``random.Random``. Only
+live nodes (``cluster.live``: members) are chosen.
 """
 
 from __future__ import annotations
@@ -32,9 +44,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from leifdb.client import Client, ClientError, MembershipRefused, OutcomeUnknown
+from leifdb.client.protocol import RetryPolicy
 from tests.faults.cluster import ProxiedCluster
 
-__all__ = ["FAULT_KINDS", "POWER_CUT_KINDS", "Fault", "Nemesis", "fault_kinds"]
+__all__ = ["FAULT_KINDS", "MEMBERSHIP_KINDS", "POWER_CUT_KINDS", "Fault", "Nemesis",
+           "fault_kinds"]
 
 FAULT_KINDS: tuple[str, ...] = (
     "kill",
@@ -47,11 +62,19 @@ FAULT_KINDS: tuple[str, ...] = (
     "delay",
 )
 POWER_CUT_KINDS: tuple[str, ...] = ("power_cut",)
+MEMBERSHIP_KINDS: tuple[str, ...] = ("replace_member", "isolate_follower")
+#: How long a replace_member waits for each step (the removed node to stop, the new one
+#: to answer, to be listed, to catch up and be promoted).
+MEMBERSHIP_STEP_TIMEOUT = 20.0
+#: A removal refused for want of a quorum is forced after being refused this long.
+FORCE_AFTER = 5.0
 
 
-def fault_kinds(power_cuts: bool) -> tuple[str, ...]:
-    """Every fault kind a run injects, with or without power cuts."""
-    return FAULT_KINDS + (POWER_CUT_KINDS if power_cuts else ())
+def fault_kinds(power_cuts: bool, membership: bool = False) -> tuple[str, ...]:
+    """Every fault kind a run injects: with or without power cuts, with or without the
+    membership kinds."""
+    return (FAULT_KINDS + (POWER_CUT_KINDS if power_cuts else ())
+            + (MEMBERSHIP_KINDS if membership else ()))
 
 
 @dataclass
@@ -64,6 +87,10 @@ class Fault:
     killed: list[int] = field(default_factory=list)
     paused: list[int] = field(default_factory=list)
     network: bool = False
+    removed: list[int] = field(default_factory=list)
+    added: list[int] = field(default_factory=list)
+    # isolate_follower: the leader and its term before the fault
+    leader_before: tuple[str, int] | None = None
     healed: float | None = None
     recovered: float | None = None  # seconds from healing to the next acknowledged write
 
@@ -72,13 +99,17 @@ class Nemesis:
     """Injects faults into ``cluster``; ``log`` receives one line per action."""
 
     def __init__(self, cluster: ProxiedCluster, rng: random.Random, *,
-                 log: Callable[[str], None] = lambda line: None) -> None:
+                 log: Callable[[str], None] = lambda line: None,
+                 election_timeout: float = 0.4) -> None:
         self.cluster = cluster
         self.rng = rng
         self.log = log
+        self.election_timeout = election_timeout
         self.counts: Counter[str] = Counter()
         self.history: list[Fault] = []
         self.active: Fault | None = None
+        # What a fault showed to be wrong (not a crash): the runner reports them.
+        self.problems: list[str] = []
         # What a SIGKILL is on this cluster, for the timeline.
         self._kill_is = " (a power cut: write-back fs)" if cluster.writeback else ""
 
@@ -87,12 +118,15 @@ class Nemesis:
     def _leader_or_random(self) -> int:
         leader = self.cluster.leader()
         if leader is None or not self.cluster.is_running(leader):
-            running = [i for i in range(len(self.cluster)) if self.cluster.is_running(i)]
-            return self.rng.choice(running or list(range(len(self.cluster))))
+            running = [i for i in self.cluster.live if self.cluster.is_running(i)]
+            return self.rng.choice(running or list(self.cluster.live))
         return leader
 
+    def _live_names(self) -> list[str]:
+        return [self.cluster.names[i] for i in self.cluster.live]
+
     def _shuffled(self) -> list[str]:
-        names = list(self.cluster.names)
+        names = self._live_names()
         self.rng.shuffle(names)
         return names
 
@@ -110,7 +144,7 @@ class Nemesis:
         return fault
 
     def _inject_kill(self) -> Fault:
-        i = self.rng.randrange(len(self.cluster))
+        i = self.rng.choice(self.cluster.live)
         self.cluster.kill(i)
         return Fault("kill", f"SIGKILL {self.cluster.names[i]}{self._kill_is}", time.monotonic(),
                      killed=[i])
@@ -125,12 +159,12 @@ class Nemesis:
         if self.rng.random() < 0.5:
             i, who = self._leader_or_random(), "leader "
         else:
-            i, who = self.rng.randrange(len(self.cluster)), ""
+            i, who = self.rng.choice(self.cluster.live), ""
         self.cluster.pause(i)
         return Fault("pause", f"SIGSTOP {who}{self.cluster.names[i]}", time.monotonic(), paused=[i])
 
     def _inject_kill_all(self) -> Fault:
-        order = list(range(len(self.cluster)))
+        order = list(self.cluster.live)
         self.rng.shuffle(order)
         for i in order:
             self.cluster.kill(i)
@@ -144,10 +178,10 @@ class Nemesis:
                                "keeps the page cache")
         first = not self.counts["power_cut"]
         if first or self.rng.random() < 0.5:
-            targets, what = list(range(len(self.cluster))), "every node at once"
+            targets, what = list(self.cluster.live), "every node at once"
         else:
-            i = self._leader_or_random() if self.rng.random() < 0.5 else self.rng.randrange(
-                len(self.cluster))
+            i = self._leader_or_random() if self.rng.random() < 0.5 else self.rng.choice(
+                self.cluster.live)
             targets, what = [i], self.cluster.names[i]
         self.cluster.kill_together(targets)
         return Fault("power_cut", f"power cut of {what}", time.monotonic(), killed=targets)
@@ -194,18 +228,125 @@ class Nemesis:
         if self.rng.random() < 0.5:
             links, what = net.links(), "all links"
         else:
-            src = self.rng.choice(self.cluster.names)
+            src = self.rng.choice(self._live_names())
             links, what = [(a, b) for a, b in net.links() if a == src], f"links out of {src}"
         net.set_delay(links, delay, jitter)
         return Fault("delay", f"+{delay * 1000:.0f} ms (jitter {jitter * 1000:.0f} ms) on {what}",
                      time.monotonic(), network=True)
+
+    # -- membership -------------------------------------------------------------------
+
+    def _client(self) -> Client:
+        return Client([f"http://{a}" for a in self.cluster.http_addresses()], timeout=5.0,
+                      policy=RetryPolicy(deadline=MEMBERSHIP_STEP_TIMEOUT))
+
+    def _inject_replace_member(self) -> Fault:
+        cluster = self.cluster
+        i = self.rng.choice(cluster.live)
+        name = cluster.names[i]
+        forced = self._remove(name)
+        cluster.remove(i)
+        if not _wait(lambda: not cluster.is_running(i), MEMBERSHIP_STEP_TIMEOUT):
+            self.problems.append(f"{name} did not stop within {MEMBERSHIP_STEP_TIMEOUT:.0f} s "
+                                 "of its removal")
+            cluster.kill(i)
+        new = cluster.add_node()
+        cluster.start_node(new)
+        added = cluster.names[new]
+        self._promote(added, new)
+        how = " (forced)" if forced else ""
+        return Fault("replace_member", f"removed {name}{how}, {added} joined and was promoted",
+                     time.monotonic(), removed=[i], added=[new])
+
+    def _remove(self, name: str) -> bool:
+        """Remove member ``name``; forced only if the leader keeps refusing for want of a
+        quorum it hears from (a node restarted a moment ago may not have answered yet).
+        Whether it was forced. RuntimeError if it cannot be removed."""
+        start = time.monotonic()
+        deadline = start + MEMBERSHIP_STEP_TIMEOUT
+        force = False
+        while True:
+            try:
+                self._client().remove_member(name, force=force)
+                return force
+            except OutcomeUnknown:
+                pass  # the member list tells
+            except MembershipRefused as e:
+                force = "quorum" in str(e) and time.monotonic() - start > FORCE_AFTER
+                self.log(f"removing {name} refused: {e}" + ("; forcing it" if force else ""))
+            except ClientError as e:
+                self.log(f"removing {name}: {e}")
+            if self._role(name) is None:
+                return force
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not remove {name} in {MEMBERSHIP_STEP_TIMEOUT:.0f} s")
+            time.sleep(0.2)
+
+    def _promote(self, name: str, i: int) -> None:
+        """Wait until ``name`` (node ``i``) is a listed learner that caught up, and promote
+        it. RuntimeError if that takes too long."""
+        deadline = time.monotonic() + 2 * MEMBERSHIP_STEP_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._role(name) == "learner":
+                try:
+                    self._client().promote_member(name)
+                except (MembershipRefused, OutcomeUnknown, ClientError):
+                    pass  # still catching up, or ask the member list
+            if self._role(name) == "voter":
+                return
+            if not self.cluster.is_running(i):
+                raise RuntimeError(f"{name} exited while joining: "
+                                   f"{self.cluster.log_tail(i, 3)}")
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} was not promoted within {2 * MEMBERSHIP_STEP_TIMEOUT:.0f} s")
+
+    def _role(self, name: str) -> str | None:
+        """``voter``, ``learner`` or None (not a member) as the cluster lists it now."""
+        try:
+            member = self._client().members().get(name)
+        except ClientError:
+            return "unknown"
+        return None if member is None else member.role
+
+    def _inject_isolate_follower(self) -> Fault:
+        cluster = self.cluster
+        leader = cluster.leader()
+        if leader is None:
+            raise RuntimeError("isolate_follower needs a leader")
+        term = int((cluster.health(leader) or {}).get("term") or 0)
+        follower = cluster.names[self.rng.choice([i for i in cluster.live if i != leader])]
+        mode = self._mode()
+        cluster.net.isolate(follower, mode)
+        return Fault("isolate_follower",
+                     f"isolate follower {follower} ({mode}); leader {cluster.names[leader]} "
+                     f"in term {term}", time.monotonic(), network=True,
+                     leader_before=(cluster.names[leader], term))
+
+    def _check_leader_kept(self, fault: Fault) -> None:
+        """After an isolated follower returned: the same leader in the same term."""
+        assert fault.leader_before is not None
+        time.sleep(3 * self.election_timeout)  # let the returning node try its worst
+        leader = self.cluster.leader()
+        deadline = time.monotonic() + 10 * self.election_timeout
+        while leader is None and time.monotonic() < deadline:  # an election under way
+            time.sleep(0.05)
+            leader = self.cluster.leader()
+        health = self.cluster.health(leader) if leader is not None else None
+        now = (self.cluster.names[leader] if leader is not None else None,
+               int((health or {}).get("term") or 0))
+        self.log(f"leader before {fault.leader_before[0]} term {fault.leader_before[1]}, "
+                 f"after {now[0]} term {now[1]}")
+        if now != fault.leader_before:
+            self.problems.append(
+                f"a follower cut off and back changed the leader: {fault.description}; now "
+                f"{now[0]} in term {now[1]}")
 
     def unexpected_exits(self) -> list[str]:
         """Nodes that are down although no fault killed them (a crash: a bug), each as
         ``name (exit status)``; they are restarted so the run can go on."""
         expected = set(self.active.killed) if self.active is not None else set()
         crashed = []
-        for i in range(len(self.cluster)):
+        for i in self.cluster.live:
             if i not in expected and not self.cluster.is_running(i):
                 status = self.cluster.exit_status(i)
                 crashed.append(f"{self.cluster.names[i]} (exit status {status})")
@@ -232,14 +373,25 @@ class Nemesis:
                 self.cluster.start_node(i)
         fault.healed = time.monotonic()
         self.log(f"healed {fault.kind}")
+        if fault.leader_before is not None:
+            self._check_leader_kept(fault)
         return fault
 
     def heal_everything(self) -> None:
-        """Whatever state the run is in: network up, every node running and resumed."""
+        """Whatever state the run is in: network up, every live node running and resumed."""
         self.heal()
         self.cluster.net.heal()
-        for i in range(len(self.cluster)):
+        for i in self.cluster.live:
             if self.cluster.is_running(i):
                 self.cluster.resume(i)  # harmless if it was not paused
             else:
                 self.cluster.start_node(i)
+
+
+def _wait(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -11,6 +11,13 @@ called from any other thread and return once the change is in effect. Ports are 
 at ``start`` and kept until ``stop``, so a restarted node finds its peers' proxies where
 its command line says they are.
 
+A cluster whose membership changes cannot use one address per link, though: the member
+list lives in the Raft log and gives every member ONE address that all nodes dial. So each
+node also has a front proxy (``front_address(dst)``): it reads the first frame of every
+connection (LeifDB's ``Hello``, which names the sender), and from then on treats the
+connection as the link ``sender -> dst``. Nodes can be added while the net runs
+(``add_node``), with their links and front.
+
 Link states:
 
 * ``up``: bytes are forwarded, after ``delay`` seconds (plus jitter) if one is set.
@@ -28,8 +35,11 @@ import asyncio
 import itertools
 import random
 import threading
+import struct
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
+
+from leifdb.wire import DecodeError, decode_frame
 
 __all__ = ["LinkState", "LinkStats", "ProxyNet"]
 
@@ -38,6 +48,8 @@ LINK_STATES: tuple[str, ...] = ("up", "reset", "blackhole")
 
 _CHUNK = 65536
 _CONTROL_TIMEOUT = 10.0
+_FIRST_FRAME_TIMEOUT = 5.0
+_FIRST_FRAME_MAX = 1 << 20
 
 
 @dataclass
@@ -65,12 +77,26 @@ class _Link:
     stats: LinkStats = field(default_factory=LinkStats)
 
 
-class _Conn:
-    """One proxied connection: the dialer's side, the target's side and two pumps."""
+@dataclass
+class _Front:
+    """The one address every node dials to reach ``dst``."""
 
-    def __init__(self, link: _Link, client: asyncio.StreamWriter) -> None:
+    dst: str
+    target_port: int
+    server: asyncio.base_events.Server | None = None
+    port: int = 0
+    unknown: int = 0  # connections whose first frame named no known sender
+
+
+class _Conn:
+    """One proxied connection: the dialer's side, the target's side and two pumps.
+    ``first``: bytes already read from the dialer (a front's first frame), sent upstream
+    before anything else."""
+
+    def __init__(self, link: _Link, client: asyncio.StreamWriter, first: bytes = b"") -> None:
         self.link = link
         self.client = client
+        self.first = first
         self.upstream: asyncio.StreamWriter | None = None
         self.swallowing = False
         self.tasks: list[asyncio.Task] = []
@@ -99,6 +125,7 @@ class ProxyNet:
             (a, b): _Link(a, b, targets[b])
             for a, b in itertools.permutations(self.nodes, 2)
         }
+        self._fronts: dict[str, _Front] = {name: _Front(name, targets[name]) for name in self.nodes}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -147,6 +174,30 @@ class ProxyNet:
 
     def address(self, src: str, dst: str) -> str:
         return f"{self.host}:{self.port(src, dst)}"
+
+    def front_address(self, dst: str) -> str:
+        """Where any node reaches ``dst``: the link is told by the dialer's first frame."""
+        port = self._fronts[dst].port
+        if not port:
+            raise RuntimeError("proxies are not started")
+        return f"{self.host}:{port}"
+
+    def add_node(self, name: str, target_port: int) -> None:
+        """A node that joins while the net runs: links both ways with every node (up), and
+        its front (no per-link listeners: it is reached through its front only)."""
+        if name in self.nodes:
+            raise ValueError(f"{name} is already a node")
+        front = _Front(name, target_port)
+
+        async def add() -> None:
+            for other in self.nodes:
+                self._links[(name, other)] = _Link(name, other, self._fronts[other].target_port)
+                self._links[(other, name)] = _Link(other, name, target_port)
+            self.nodes.append(name)
+            self._fronts[name] = front
+            await self._bind_front(front)
+
+        self._call(add())
 
     def links(self) -> list[tuple[str, str]]:
         return list(self._links)
@@ -224,17 +275,48 @@ class ProxyNet:
             link.server = await asyncio.start_server(
                 lambda r, w, link=link: self._accepted(link, r, w), self.host, 0)
             link.port = link.server.sockets[0].getsockname()[1]
+        for front in self._fronts.values():
+            await self._bind_front(front)
+
+    async def _bind_front(self, front: _Front) -> None:
+        front.server = await asyncio.start_server(
+            lambda r, w, front=front: self._front_accepted(front, r, w), self.host, 0)
+        front.port = front.server.sockets[0].getsockname()[1]
 
     async def _close_all(self) -> None:
+        servers = [link.server for link in self._links.values()]
+        servers += [front.server for front in self._fronts.values()]
+        for server in servers:
+            if server is not None:
+                server.close()
         for link in self._links.values():
-            if link.server is not None:
-                link.server.close()
             for conn in list(link.conns):
                 conn.abort()
             link.conns.clear()
-        for link in self._links.values():
-            if link.server is not None:
-                await link.server.wait_closed()
+        for server in servers:
+            if server is not None:
+                await server.wait_closed()
+
+    async def _front_accepted(self, front: _Front, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
+        """Read the dialer's first frame to learn which link this is, then proxy it as
+        that link's. A connection that names no known sender is closed."""
+        try:
+            header = await asyncio.wait_for(reader.readexactly(4), _FIRST_FRAME_TIMEOUT)
+            (size,) = struct.unpack(">I", header)
+            if size > _FIRST_FRAME_MAX:
+                raise ValueError(f"first frame of {size} bytes")
+            body = await asyncio.wait_for(reader.readexactly(size), _FIRST_FRAME_TIMEOUT)
+            src = decode_frame(body).src
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError,
+                DecodeError):
+            src = ""
+        link = self._links.get((src, front.dst))
+        if link is None:
+            front.unknown += 1
+            writer.transport.abort()
+            return
+        await self._accepted(link, reader, writer, header + body)
 
     async def _set_state(self, links: list[_Link], state: str) -> None:
         for link in links:
@@ -249,17 +331,18 @@ class ProxyNet:
                     conn.swallowing = True
 
     async def _accepted(self, link: _Link, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
+                        writer: asyncio.StreamWriter, first: bytes = b"") -> None:
         if link.state == "reset":
             link.stats.refused += 1
             writer.transport.abort()
             return
-        conn = _Conn(link, writer)
+        conn = _Conn(link, writer, first)
         link.conns.add(conn)
         link.stats.accepted += 1
         try:
             if link.state == "blackhole":
                 conn.swallowing = True
+                link.stats.bytes_dropped += len(first)
                 await self._swallow(conn, reader)
                 return
             try:
@@ -272,6 +355,9 @@ class ProxyNet:
             if conn not in link.conns:  # cut while dialing
                 conn.abort()
                 return
+            if first:
+                up_writer.write(first)
+                link.stats.bytes_forwarded += len(first)
             forward = asyncio.ensure_future(self._pump(conn, reader, up_writer))
             backward = asyncio.ensure_future(self._pump(conn, up_reader, writer))
             conn.tasks = [forward, backward]

@@ -20,6 +20,12 @@ every SIGKILL the nemesis sends is a power cut of that node, and the ``power_cut
 every node at the same instant (or one node). ``--no-power-cuts`` runs the nodes on the real
 file system, where a SIGKILL keeps the page cache.
 
+With ``membership`` (``--membership``) the nemesis also replaces members (remove one
+through the admin API, a fresh node joins with ``--join`` and is promoted) and cuts a
+follower off and back (the leader and its term must not change: PreVote); see
+``tests.faults.nemesis.MEMBERSHIP_KINDS``. The lock clients keep the addresses they
+started with.
+
 With ``lock_clients`` > 0, lock clients run too (``tests.faults.lockclient``, one process
 each: leases, ``POST /lock``, writes fenced by the lock's token), and a second nemesis
 (``tests.faults.lockfleet.HolderNemesis``) SIGSTOPs a lock holder for longer than its
@@ -37,7 +43,7 @@ Command line (``make chaos``)::
     python -m tests.faults.runner [--duration 10m] [--nodes 5] [--seed N] [--clients 5]
                                   [--txn-share 0.2] [--watchers 3] [--lock-clients 3]
                                   [--locks 1] [--lease-ttl 3] [--no-power-cuts]
-                                  [--faults kill,power_cut,...]
+                                  [--membership] [--faults kill,power_cut,...]
 
 exits 0 when the run passed, 1 when it failed (the last line says why), 2 on bad usage.
 """
@@ -130,6 +136,8 @@ class RunConfig:
     holder_kill_share: float = 0.25
     # Nodes on the write-back file system (SIGKILL = power cut) and the power_cut fault.
     power_cuts: bool = True
+    # The membership kinds (replace_member, isolate_follower) in the default mix too.
+    membership: bool = False
     # The fault kinds to inject; empty for every kind (``nemesis.fault_kinds``).
     faults: tuple[str, ...] = ()
     # A command that replaces ``twistd`` for the nodes (a planted bug's wrapper); empty
@@ -138,7 +146,7 @@ class RunConfig:
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        return self.faults or fault_kinds(self.power_cuts)
+        return self.faults or fault_kinds(self.power_cuts, self.membership)
 
 
 # What watcher i watches: everything, one key of a transaction pair, a prefix of one key.
@@ -305,7 +313,8 @@ class _Run:
             writeback=cfg.power_cuts, launcher=cfg.launcher,
         )
         logs = {node.name: node.log_path for node in cluster.nodes}
-        nemesis = Nemesis(cluster, random.Random(self.rng.randrange(1 << 30)), log=self.log)
+        nemesis = Nemesis(cluster, random.Random(self.rng.randrange(1 << 30)), log=self.log,
+                          election_timeout=cfg.election_timeout_ms / 1000.0)
         stop = threading.Event()
         stop_watching = threading.Event()
         clients: list[Client] = []
@@ -347,7 +356,7 @@ class _Run:
                 watcher.start()
             if watchers:
                 historian = Historian(
-                    lambda: {cluster.names[i]: cluster.http_address(i) for i in range(len(cluster.nodes))},
+                    lambda: {cluster.names[i]: cluster.http_address(i) for i in cluster.live},
                     stop_watching, seed=self.rng.randrange(1 << 30))
                 historian.start()
             if lock_names:
@@ -396,7 +405,7 @@ class _Run:
                     if historian.error is not None:
                         self.problems.append(f"historian failed: {historian.error!r}")
                 reference = fetch_reference(
-                    {cluster.names[i]: cluster.http_address(i) for i in range(len(cluster.nodes))},
+                    {cluster.names[i]: cluster.http_address(i) for i in cluster.live},
                     earlier=earlier)
                 self.log(f"watch reference: {reference.describe()}")
         except Exception as e:  # the run itself broke: keep the evidence
@@ -410,6 +419,8 @@ class _Run:
                 fleet.stop()
             self._stop_watchers(watchers)
             cluster.close()
+            self.problems.extend(nemesis.problems)
+            logs.update({node.name: node.log_path for node in cluster.nodes})
         self.problems.extend(f"unexpected answer: {u}" for u in self.recorder.unexpected[:20])
         self.node_errors, self.node_events = _scan_logs(logs)
         ops = self.recorder.snapshot()
@@ -503,6 +514,8 @@ class _Run:
             hold = rng.uniform(*cfg.fault_hold)
             if kind == "pause":
                 hold = max(hold, min_pause)
+            elif kind == "isolate_follower":  # several election timeouts
+                hold = max(hold, 2 * min_pause)
             nemesis.inject(kind)
             time.sleep(hold)
             self.problems.extend(nemesis.unexpected_exits())
@@ -654,6 +667,7 @@ class _Run:
             f"--lock-clients {self.config.lock_clients} --locks {self.config.locks} "
             f"--lease-ttl {self.config.lease_ttl:g}"
             + ("" if self.config.power_cuts else " --no-power-cuts")
+            + (" --membership" if self.config.membership else "")
             + (f" --faults {','.join(self.config.faults)}" if self.config.faults else ""),
             f"config: {config}",
             "",
@@ -753,6 +767,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-power-cuts", dest="power_cuts", action="store_false",
                         help="nodes on the real file system (a SIGKILL keeps the page cache); "
                         "no power_cut fault")
+    parser.add_argument("--membership", action="store_true",
+                        help="add the membership kinds (replace_member, isolate_follower) to "
+                        "the mix")
     parser.add_argument("--faults", default="",
                         help="comma-separated fault kinds to inject (default: all of them)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where failed runs are kept")
@@ -766,10 +783,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.nodes < 3:
         parser.error("--nodes must be at least 3")
     faults = tuple(k for k in args.faults.split(",") if k)
-    unknown = sorted(set(faults) - set(fault_kinds(args.power_cuts)))
+    known = fault_kinds(args.power_cuts, membership=True)
+    unknown = sorted(set(faults) - set(known))
     if unknown:
-        parser.error(f"unknown fault kind(s) {', '.join(unknown)}; known: "
-                     f"{', '.join(fault_kinds(args.power_cuts))}")
+        parser.error(f"unknown fault kind(s) {', '.join(unknown)}; known: {', '.join(known)}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 31)
     config = RunConfig(
         seed=seed, nodes=args.nodes, duration=duration, clients=args.clients, keys=args.keys,
@@ -778,7 +795,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         recovery_timeout=args.recovery_timeout, cover=True, out_dir=args.out, keep=args.keep,
         fault_hold=args.hold, quiet=args.quiet, txn_share=args.txn_share, watchers=args.watchers,
         lock_clients=args.lock_clients, locks=max(1, args.locks), lease_ttl=args.lease_ttl,
-        power_cuts=args.power_cuts, faults=faults,
+        power_cuts=args.power_cuts, membership=args.membership, faults=faults,
     )
     result = run(config, out=lambda line: print(line, flush=True))
     return 0 if result.passed else 1

@@ -52,6 +52,7 @@ class FakeCluster:
 
     def __init__(self, writeback: bool = True) -> None:
         self.names = ["n1", "n2", "n3"]
+        self.live = [0, 1, 2]
         self.writeback = writeback
         self.cuts: list[list[int]] = []
 
