@@ -10,6 +10,9 @@ Measured per system: one client's sequential write and linearizable read latency
 p99), then the throughput of ``--clients`` concurrent keep-alive clients writing, and reading,
 for ``--seconds`` each. Everything runs on 127.0.0.1 with ports picked free, and every process
 started here is stopped by PID before the script exits.
+
+Plain ``http.client`` rather than ``leifdb.client``: the same minimal client drives both
+systems (etcd has its own JSON gateway), so neither is timed with the other's client.
 """
 
 from __future__ import annotations

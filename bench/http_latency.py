@@ -1,7 +1,8 @@
 """Client-observed latency of one node: N sequential PUTs, then N linearizable GETs.
 
 One client, one keep-alive connection, one request in flight: this measures latency, not
-throughput. Standard library only, so it runs anywhere Python does:
+throughput. Standard library only, so it runs anywhere Python does; not ``leifdb.client``,
+whose retries and redirect handling would be timed too (this measures the node):
 
     python bench/http_latency.py http://127.0.0.1:8080 -n 1000
 

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from leifdb.client import Client
+
 __all__ = ["LocalCluster", "NodeSpec", "free_ports", "http_request", "main", "twistd_command"]
 
 HOST = "127.0.0.1"
@@ -360,6 +362,11 @@ class LocalCluster:
     def url(self, i: int) -> str:
         return self.nodes[i].url
 
+    def client(self, timeout: float = 10.0) -> Client:
+        """A ``leifdb.client`` client of the whole cluster (every node an endpoint): how
+        code that talks to the cluster as a user would, rather than to one node, does."""
+        return Client([node.url for node in self.nodes], timeout=timeout)
+
     def health(self, i: int, timeout: float = 1.0) -> dict[str, Any] | None:
         """``GET /health`` of node ``i``, or None if it does not answer in time."""
         try:
@@ -524,7 +531,11 @@ def http_request(
 ) -> tuple[int, Any, dict[str, str]]:
     """``method base_url+path`` with an optional JSON body and extra ``headers``; (status,
     JSON or None, lower-cased headers). Non-2xx statuses are returned, not raised; OSError
-    when unreachable."""
+    when unreachable.
+
+    One request to ONE node, unretried and with redirects not followed: the launcher
+    observes each node as it is (its health, whether it leads). Talking to the cluster as
+    a client does goes through ``leifdb.client`` (``LocalCluster.client``...)."""
     parts = urllib.parse.urlsplit(base_url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:

@@ -31,7 +31,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "leifdb.nodeconfig": ("leifdb.raft", "leifdb.service.api"),
     "leifdb.config": ("leifdb.nodeconfig", "leifdb.raft", "leifdb.service.api",
                       "leifdb.storage.datadir", "leifdb.storage.errors", "twisted"),
-    "leifdb.cluster": (),
+    "leifdb.cluster": ("leifdb.client",),
     # The one HTTP client: it knows LeifDB only as a remote API, so nothing of the server.
     "leifdb.client": ("twisted", "txaio", "crc32c"),
     "leifdb.cli": ("leifdb.client", "leifdb.restore"),

@@ -313,3 +313,12 @@ def test_command_line_start_status_stop(tmp_path):
     finally:
         if (base_dir / "cluster.json").exists():
             LocalCluster.load(base_dir).stop(timeout=10)
+
+
+def test_the_launcher_talks_to_the_cluster_through_the_client_library(tmp_path):
+    """``LocalCluster.client()`` is a ``leifdb.client`` client of every node (no process
+    needed to check what it would talk to)."""
+    cluster = LocalCluster.from_bases(tmp_path, 3, http_base=18080, raft_base=18990)
+    client = cluster.client(timeout=3.0)
+    assert client.endpoints.urls == [cluster.url(i) for i in range(3)]
+    assert client.timeout == 3.0

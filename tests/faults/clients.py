@@ -14,7 +14,12 @@ An answer no correct server gives (400, 405, 413, a 404 to a write, a 2xx withou
 expected fields) is recorded as unknown and listed in ``Recorder.unexpected``: the run
 fails on it, since it means a bug in the client or the server.
 
-Standard library only (``http.client``), so the threads need no reactor.
+Why not ``leifdb.client``: the checker needs each operation's single, unretried outcome,
+classified from the exact answer (a refused connect vs. a lost one, a 503 saying
+``applied: false``, which hop of a redirect answered). The client library retries, follows
+redirects and folds these into its errors by design, which is right for users and would
+hide what the checker must see. Standard library only (``http.client``), so the threads
+need no reactor.
 """
 
 from __future__ import annotations
