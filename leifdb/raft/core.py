@@ -267,7 +267,7 @@ class RaftCore(ElectionMixin, FollowerMixin, ReplicationMixin, ReadsMixin):
             last = self.log.last_index()
             wanted = set(self._others())
             for peer in wanted - set(self._progress):
-                self._progress[peer] = Progress(next_index=last)
+                self._progress[peer] = Progress(next_index=last, contact_elapsed=self.config.election_ticks)
             if self._transfer_to is not None and self._transfer_to not in self._configs.current.voters:
                 self._transfer_to = None
         elif self.role is Role.CANDIDATE and not self._promotable():
@@ -580,14 +580,28 @@ class RaftCore(ElectionMixin, FollowerMixin, ReplicationMixin, ReadsMixin):
 
     def _step_down_if_removed(self) -> None:
         """§4.2.2: a leader outside the newest configuration leads until that change
-        commits, then hands over to the most caught-up voter and steps down."""
-        if self.id in self._configs.current.voters or self._configs.current_index > self.commit_index:
+        commits, then hands over to the most caught-up voter as a transfer does (no new
+        proposals; TimeoutNow once the voter has, committed, everything this leader
+        accepted, so none of its writes is left unanswered) and steps down when that voter
+        campaigns. With nobody to hand to, or if the handover times out, it steps down."""
+        if not self._removed_and_committed() or self._transfer_to is not None:
             return
-        self._broadcast_append()  # the others learn the commit before we go
         target = self.transfer_target()
-        if target is not None:
-            self._send(TimeoutNow(self.id, target, self.term))
-        self._become_follower(self.term, None)
+        if target is None:
+            self._broadcast_append()  # the others learn the commit before we go
+            self._become_follower(self.term, None)
+            return
+        self._transfer_to = target
+        self._transfer_elapsed = 0
+        self._timeout_now_sent = False
+        self._needs_broadcast = True
+        self._maybe_send_timeout_now(target)
+
+    def _removed_and_committed(self) -> bool:
+        return (
+            self.id not in self._configs.current.voters
+            and self._configs.current_index <= self.commit_index
+        )
 
     def _committed_to_apply(self) -> list[Entry]:
         """Committed entries not yet handed out for applying, in order, each exactly once."""
@@ -630,7 +644,9 @@ class RaftCore(ElectionMixin, FollowerMixin, ReplicationMixin, ReadsMixin):
         self._election_elapsed = 0
         self._votes = {}
         last = self.log.last_index()
-        self._progress = {p: Progress(next_index=last + 1) for p in self._others()}
+        # Not heard from until it answers (the strict reconfiguration check counts on it).
+        never = self.config.election_ticks
+        self._progress = {p: Progress(next_index=last + 1, contact_elapsed=never) for p in self._others()}
         self._append_own(EntryType.NOOP, b"")
 
     def _append_own(self, entry_type: EntryType, data: bytes) -> tuple[int, int]:
@@ -651,6 +667,9 @@ class RaftCore(ElectionMixin, FollowerMixin, ReplicationMixin, ReadsMixin):
             self._transfer_elapsed += 1
             if self._transfer_elapsed >= self.config.election_ticks:
                 self._transfer_to = None
+                if self._removed_and_committed():
+                    self._become_follower(self.term, None)
+                    return
         if self.config.check_quorum and self._election_elapsed >= self.config.election_ticks:
             self._election_elapsed = 0
             if not self._quorum_active():

@@ -37,8 +37,18 @@ class ElectionMixin:
                 self._campaign()
 
     def _promotable(self) -> bool:
-        """Only a voter of its own newest configuration may stand for election."""
-        return self.id in self.peers
+        """A voter of its own newest configuration may stand for election; so may a voter
+        that this newest configuration, not yet known committed, removes. That is a leader
+        that removed itself and restarted before the change committed: its log may be the
+        only one the others can elect (they lack the entry and need its vote), so it must
+        lead, outside its configuration (§4.2.2), until the change commits."""
+        configs = self._configs
+        if self.id in configs.current.voters:
+            return True
+        return (
+            configs.current_index > self.commit_index
+            and self.id in configs.configuration_before(configs.current_index).voters
+        )
 
     def _in_vote_lease(self, msg: RequestVote) -> bool:
         """We heard from a current leader less than an election timeout ago: a vote

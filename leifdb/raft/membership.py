@@ -88,6 +88,15 @@ class ConfigTracker:
             known = entry
         return known.data
 
+    def configuration_before(self, index: int) -> Configuration:
+        """The configuration in force just before ``index`` (what truncating there leaves)."""
+        known = self._base
+        for entry in self._in_log:
+            if entry.index >= index:
+                break
+            known = entry
+        return known.configuration
+
     def appended(self, entries: Iterable[Entry]) -> bool:
         """Returns whether the current configuration changed."""
         changed = False

@@ -6,6 +6,10 @@ part-way through a Ready, or right after a vote), partition and heal, cut off ea
 leader in turn, drop, duplicate, delay, reorder or replay single messages, change the
 ambient fault rates, snapshot, and now and then demand liveness. Every choice comes from the seed, so a failing seed
 replays exactly (``python -m tests.sim.soak --seed S --runs 1``).
+
+``reconfigure`` (weight 0 by default, so the classic schedules are unchanged) makes one
+membership change attempt (``tests.sim.reconfig``); ``MEMBERSHIP_WEIGHTS`` turns it on, with
+the leader-hunting actions that make configurations and leaders race.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 
 from leifdb.raft.messages import Role
 from tests.sim.cluster import CRASH_POINTS, Cluster, SimOptions
+from tests.sim.reconfig import Reconfigurer
 
 #: Ambient fault profiles: (drop, duplicate, delay, corrupt) rates.
 FAULT_LEVELS = {
@@ -45,6 +50,16 @@ DEFAULT_WEIGHTS = {
     "snapshot": 3,
     "fault_level": 2,
     "check_liveness": 1,
+    "reconfigure": 0,  # last, so a zero weight leaves the other actions' draws unchanged
+}
+
+#: The mix of the membership runs: changes interleaved with everything else.
+MEMBERSHIP_WEIGHTS = {"reconfigure": 12, "read_at_deposed_leader": 0}
+
+#: The availability rules on or off (``classic``: the Raft paper's elections).
+MODES = {
+    "classic": dict(pre_vote=False, vote_lease=False),
+    "available": dict(pre_vote=True, vote_lease=True),
 }
 
 
@@ -71,6 +86,7 @@ class ChaosDriver:
     actions: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.reconfigurer = Reconfigurer(self.cluster, self.rng)
         weights = dict(DEFAULT_WEIGHTS)
         weights.update(self.weights or {})
         if not self.liveness:
@@ -242,6 +258,8 @@ class ChaosDriver:
 
     def partition(self) -> None:
         ids = self.ids()
+        if len(ids) < 2:
+            return
         self.rng.shuffle(ids)
         cut = self.rng.randint(1, len(ids) // 2)
         if self.rng.random() < 0.3:
@@ -252,6 +270,8 @@ class ChaosDriver:
         self.cluster.partition([ids[:cut], ids[cut:]])
 
     def one_way(self) -> None:
+        if len(self.ids()) < 2:
+            return
         src, dst = self.rng.sample(self.ids(), 2)
         self.cluster.cut_one_way(src, dst)
 
@@ -268,6 +288,52 @@ class ChaosDriver:
 
     def check_liveness(self) -> None:
         self.cluster.check_liveness()
+
+    def reconfigure(self) -> None:
+        """One membership change attempt: add a learner, promote one, or remove a member."""
+        self.reconfigurer.step()
+
+
+def random_membership_options(rng: random.Random, mode: str) -> SimOptions:
+    """A random cluster shape for membership runs: 1 to 5 voters at the start, snapshots
+    often (so new learners catch up by InstallSnapshot too), a small promotion lag."""
+    return SimOptions(
+        nodes=rng.choice((1, 3, 3, 4, 5)),
+        snapshot_every=rng.choice((None, 3, 10)),
+        chunk_size=rng.choice((16, 64, 1024)),
+        max_entries_per_append=rng.choice((1, 2, 512)),
+        max_inflight_appends=rng.choice((1, 8)),
+        max_promote_lag=rng.choice((2, 50)),
+        **MODES[mode],
+    )
+
+
+def run_membership_seed(
+    seed: int,
+    steps: int,
+    mode: str = "available",
+    options: SimOptions | None = None,
+    weights: dict[str, int] | None = None,
+) -> Cluster:
+    """One random run with membership changes among all the other faults, in ``mode``;
+    then liveness (everything healed and restarted, removed servers excepted), and
+    liveness again with a minority of the final voters, the leader first, crashed."""
+    rng = random.Random(seed)
+    opts = options or random_membership_options(rng, mode)
+    cluster = Cluster(opts, seed=rng.getrandbits(64))
+    cluster.seed = seed
+    driver = ChaosDriver(cluster, rng, weights={**MEMBERSHIP_WEIGHTS, **(weights or {})})
+    cluster.network.set_fault_rates(*FAULT_LEVELS[rng.choice(list(FAULT_LEVELS))])
+    driver.run(steps)
+    cluster.check_liveness()
+    voters = sorted(cluster.configuration().voters)
+    leader = cluster.leader()
+    first = [leader.id] if leader is not None and leader.id in voters else []
+    up = [v for v in dict.fromkeys(first + voters) if cluster.nodes[v].up]
+    for node_id in up[: (len(voters) - 1) // 2 - (len(voters) - len(up))]:
+        cluster.crash(node_id)
+    cluster.check_liveness(restart_crashed=False)
+    return cluster
 
 
 def run_seed(

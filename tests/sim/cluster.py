@@ -11,6 +11,13 @@ Each node drives its core exactly as ``leifdb.node`` must, in ``Ready`` order: p
 durable snapshot slot), send into ``SimNetwork``, apply committed entries to its state machine
 (the list of applied entries), then ``advance``. After every event ``SafetyChecker`` checks
 the Raft properties; any failure, or any exception out of a core, raises ``Violation``.
+
+Membership: ``Cluster.add_node`` starts a fresh server with an empty disk that waits to be
+added (a joining core, no bootstrap peers); ``Cluster.change_membership`` proposes a whole
+new member list at a node (a CONFIG entry). A server that applies the committed entry
+removing it stops for good, as ``leifdb.node`` does. Snapshots carry the configuration in
+force at their index (the state machine here is the applied entries, CONFIG ones included,
+so a received snapshot's membership is its last CONFIG entry).
 """
 
 from __future__ import annotations
@@ -24,19 +31,23 @@ from typing import Callable, Iterable
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import Clock
 
-from leifdb.raft.core import Config, NotLeader, PersistentState, RaftCore
+from leifdb.raft.core import Config, ConfigChangeRefused, NotLeader, PersistentState, RaftCore
 from leifdb.raft.messages import (
+    Configuration,
     Entry,
     EntryType,
     InstallSnapshot,
     Message,
     ReadState,
     Ready,
+    RequestVoteReply,
     Role,
     SnapshotChunk,
     SnapshotMeta,
 )
+from leifdb.raft.quorum import majority
 from leifdb.raft.storage import MemoryStorage
+from tests.raft.harness import decode_configuration, membership
 from tests.sim.invariants import SafetyChecker, Violation
 
 __all__ = [
@@ -48,6 +59,7 @@ __all__ = [
     "Violation",
     "decode_snapshot",
     "encode_snapshot",
+    "membership_in",
 ]
 
 
@@ -83,6 +95,9 @@ class SimOptions:
     max_inflight_appends: int = 8
     check_quorum: bool = True
     report_unreachable: bool = True
+    pre_vote: bool = False
+    vote_lease: bool = False
+    max_promote_lag: int = 1000
 
     @property
     def election_timeout_ms(self) -> int:
@@ -104,6 +119,16 @@ def decode_snapshot(data: bytes) -> list[Entry]:
         index, term, kind, payload = line.split(b" ")
         entries.append(Entry(int(term), int(index), EntryType(int(kind)), bytes.fromhex(payload.decode())))
     return entries
+
+
+def membership_in(applied: Iterable[Entry]) -> bytes:
+    """The configuration after applying ``applied``: its last CONFIG entry (b"": the
+    bootstrap list)."""
+    data = b""
+    for entry in applied:
+        if entry.type is EntryType.CONFIG:
+            data = entry.data
+    return data
 
 
 # ---------------------------------------------------------------------- network
@@ -297,14 +322,21 @@ class SimNode:
     state machine (``applied``: the entries applied, index ``i`` at position ``i - 1``).
 
     A crash discards the core, the state machine and whatever the disk had not synced; a
-    restart recovers from the disk alone.
+    restart recovers from the disk alone. A ``bootstrap`` node starts with the cluster's
+    initial member list; any other joins empty and waits to be added. ``removed``: it
+    applied its own removal and stopped for good.
     """
 
-    def __init__(self, cluster: "Cluster", node_id: str, storage: MemoryStorage) -> None:
+    def __init__(self, cluster: "Cluster", node_id: str, storage: MemoryStorage, bootstrap: bool = True) -> None:
         self.cluster = cluster
         self.id = node_id
         self.storage = storage
+        self.bootstrap = bootstrap
+        self.removed = False
         self.snapshot: tuple[SnapshotMeta, bytes] | None = None
+        self.snapshot_membership = b""
+        self._member = bootstrap
+        self._leaving = False
         self.core: RaftCore | None = None
         self.applied: list[Entry] = []
         self.incarnation = 0
@@ -339,25 +371,33 @@ class SimNode:
         if state.snapshot != snap_meta:
             raise Violation(f"{self.id}: storage snapshot {state.snapshot} is not the stored one {snap_meta}")
         self.applied = []
+        self._member = self.bootstrap
         if self.snapshot is not None:
             self._restore(self.snapshot[1])
+            state.snapshot_membership = self.snapshot_membership
         self._since_snapshot = 0
         self.incarnation += 1
         opts = cluster.options
         config = Config(
             node_id=self.id,
-            peers=tuple(cluster.nodes),
+            peers=cluster.bootstrap if self.bootstrap else (),
             election_ticks=opts.election_ticks,
             heartbeat_ticks=opts.heartbeat_ticks,
             check_quorum=opts.check_quorum,
             max_entries_per_append=opts.max_entries_per_append,
             max_inflight_appends=opts.max_inflight_appends,
+            pre_vote=opts.pre_vote,
+            vote_lease=opts.vote_lease,
+            decode_configuration=decode_configuration,
+            max_promote_lag=opts.max_promote_lag,
         )
         self.core = RaftCore(config, state, random.Random(cluster.rng.getrandbits(64)))
         self.pending = {}
         self._incoming = None
         self._schedule_tick(first=True)
         self.drain()
+        if self._leaving and self.core is not None and self.core.role is not Role.LEADER:
+            self.cluster.retire(self.id)
 
     def crash(self) -> None:
         if self.core is None:
@@ -371,6 +411,7 @@ class SimNode:
         self.pending = {}
         self.crash_point = None
         self._incoming = None
+        self._leaving = False
 
     # -- inputs
 
@@ -400,8 +441,17 @@ class SimNode:
         self.drain()
 
     def receive(self, msg: Message) -> None:
+        if isinstance(msg, RequestVoteReply) and msg.vote_granted and not msg.pre_vote:
+            self.cluster.checker.on_vote(msg.dst, msg.term, msg.src)
         self.core.step(msg)
         self.drain()
+
+    def change_membership(self, data: bytes, force: bool = False) -> tuple[int, int]:
+        """Propose a new member list here; raises ``NotLeader`` or ``ConfigChangeRefused``."""
+        index, term = self.core.propose_membership(data, force)
+        self.pending[(index, term)] = data
+        self.drain()
+        return index, term
 
     def propose(self, data: bytes) -> tuple[int, int]:
         """Propose on this node; raises ``NotLeader`` unless it leads."""
@@ -426,7 +476,13 @@ class SimNode:
         last = self.applied[-1]
         data = encode_snapshot(self.applied)
         meta = SnapshotMeta(last.index, last.term, zlib.crc32(data), len(data))
+        stored = core.membership_data_at(last.index)
+        if stored != membership_in(self.applied):
+            raise Violation(
+                f"{self.id}: the core's configuration at {last.index} is not the last CONFIG entry applied"
+            )
         self.snapshot = (meta, data)
+        self.snapshot_membership = stored
         self.storage.compact(meta)
         core.compact(meta)
         self._since_snapshot = 0
@@ -473,8 +529,11 @@ class SimNode:
                     self.pending = {}
             core.advance(ready)
             if installed is not None:
-                core.snapshot_installed(installed[0], installed[1] is not None)
+                meta, data = installed
+                core.snapshot_installed(meta, data is not None, self.snapshot_membership if data is not None else b"")
             self._maybe_snapshot()
+            if self._leaving and core.role is not Role.LEADER:
+                return self.cluster.retire(self.id)
             core = self.core
 
     def _crash_mid_ready(self, point: str) -> None:
@@ -516,6 +575,7 @@ class SimNode:
             self.cluster.stats["snapshots_rejected"] += 1
             return meta, None
         self.snapshot = (meta, data)
+        self.snapshot_membership = membership_in(decode_snapshot(data))
         self.storage.compact(meta)
         return meta, data
 
@@ -535,6 +595,8 @@ class SimNode:
         self.cluster.checker.on_apply(self, entry)
         self.applied.append(entry)
         self._since_snapshot += 1
+        if entry.type is EntryType.CONFIG:
+            self._track_membership(entry.data)
         data = self.pending.pop((entry.index, entry.term), None)
         if data is not None:
             if data != entry.data:
@@ -550,6 +612,20 @@ class SimNode:
         self.cluster.checker.on_restore(self, entries)
         self.applied = entries
         self._since_snapshot = 0
+        data = membership_in(entries)
+        if data:
+            self._track_membership(data)
+
+    def _track_membership(self, data: bytes) -> None:
+        """A committed configuration applied: a member that is no longer in it was removed
+        and leaves once this Ready is handled and it no longer leads (like the node writing
+        its ``removed`` marker; a removed leader first hands over); a joining server
+        becomes a member when one includes it."""
+        members = decode_configuration(data).members()
+        if self.id in members:
+            self._member = True
+        elif self._member:
+            self._leaving = True
 
     def _maybe_snapshot(self) -> None:
         every = self.cluster.options.snapshot_every
@@ -602,6 +678,8 @@ class Cluster:
         self._read_seq = 0
         self._proposal_seq = 0
         ids = [f"n{i + 1}" for i in range(self.options.nodes)]
+        self.bootstrap = tuple(ids)
+        self._committed_members: tuple[int, frozenset[str]] = (-1, frozenset())
         self.nodes: dict[str, SimNode] = {}
         for node_id in ids:
             storage = MemoryStorage()
@@ -692,7 +770,88 @@ class Cluster:
         return max(leaders, key=lambda n: n.core.term) if leaders else None
 
     def majority_up(self) -> bool:
-        return len(self.up()) * 2 > len(self.nodes)
+        """A majority of the voters of the newest configuration is up."""
+        voters = self.configuration().voters
+        return sum(self.nodes[v].up for v in voters if v in self.nodes) >= majority(len(voters))
+
+    def configuration(self) -> Configuration:
+        """The newest configuration any live node has (the leader's if there is one)."""
+        leader = self.leader()
+        if leader is not None:
+            return leader.core.configuration()
+        newest = max(self.up(), key=lambda n: (n.core.log.last_term(), n.core.log.last_index()), default=None)
+        if newest is None:
+            return Configuration(frozenset(self.bootstrap))
+        return newest.core.configuration()
+
+    # -- membership
+
+    def committed_members(self) -> frozenset[str]:
+        """The members of the newest configuration known committed."""
+        known = len(self.checker.committed)
+        if self._committed_members[0] != known:
+            data = membership_in(self.checker.committed)
+            members = decode_configuration(data).members() if data else frozenset(self.bootstrap)
+            self._committed_members = (known, members)
+        return self._committed_members[1]
+
+    def _stop_unaware_removed_servers(self) -> None:
+        """Classic Raft has no defence against a removed server that never learned that its
+        removal committed (or, holding its removal, campaigns until it commits): its
+        elections depose leader after leader (dissertation §4.2.3). While liveness is
+        required, its operator stops it for good once the removal is known committed, and
+        for now while the leader no longer counts it (the removal may yet be undone).
+        With PreVote and the vote lease the others ignore it, so there it keeps running."""
+        committed = self.committed_members()
+        leader = self.leader()
+        counted = committed if leader is None else leader.core.configuration().members()
+        for node in self.up():
+            if node is leader or not node.core._promotable():
+                continue
+            if node.id not in committed:
+                self.trace.add(self.now, "operator-stops", node.id)
+                self.retire(node.id)
+            elif node.id not in counted:
+                self.crash(node.id, "by the operator: the leader no longer counts it")
+
+    def add_node(self) -> SimNode:
+        """Start a fresh server (empty disk) that waits to be added; named n<k+1>."""
+        node_id = f"n{len(self.nodes) + 1}"
+        node = SimNode(self, node_id, MemoryStorage(), bootstrap=False)
+        self.nodes[node_id] = node
+        self.trace.add(self.now, "new-node", node_id)
+        self.stats["nodes_added"] += 1
+        self._guard(node.start)
+        return node
+
+    def change_membership(
+        self, node_id: str, voters: Iterable[str], learners: Iterable[str] = (), force: bool = False
+    ) -> tuple[int, int] | ConfigChangeRefused | None:
+        """Propose the member list ``voters`` + ``learners`` at ``node_id``: its
+        ``(index, term)``, the refusal, or None if the node is down or not the leader."""
+        node = self.nodes[node_id]
+        if node.core is None:
+            return None
+        voters, learners = sorted(voters), sorted(learners)
+        self.stats["membership_changes"] += 1
+        try:
+            result = self._guard(node.change_membership, membership(voters, learners), force)
+        except NotLeader:
+            return None
+        except ConfigChangeRefused as exc:
+            self.stats["membership_refused"] += 1
+            self.trace.add(self.now, "membership-refused", node_id, voters, learners, exc.reason)
+            return exc
+        self.trace.add(self.now, "membership", node_id, voters, learners, "force" if force else "", f"-> {result}")
+        return result
+
+    def retire(self, node_id: str) -> None:
+        """``node_id`` applied its own removal: it stops and never comes back."""
+        node = self.nodes[node_id]
+        self.trace.add(self.now, "removed", node_id)
+        self.stats["nodes_removed"] += 1
+        node.crash()
+        node.removed = True
 
     # -- actions (each recorded in the trace)
 
@@ -767,7 +926,7 @@ class Cluster:
 
     def restart(self, node_id: str) -> None:
         node = self.nodes[node_id]
-        if node.core is not None:
+        if node.core is not None or node.removed:
             return
         self.trace.add(self.now, "restart", node_id)
         self.stats["restarts"] += 1
@@ -814,7 +973,7 @@ class Cluster:
         """Run a direct action like an event: core exceptions become violations, then check."""
         try:
             result = fn(*args)
-        except NotLeader:
+        except (NotLeader, ConfigChangeRefused):
             raise
         except Violation as exc:
             raise self._annotate(exc)
@@ -876,20 +1035,24 @@ class Cluster:
     def check_liveness(
         self, budget_ms: float | None = None, converge: bool = True, restart_crashed: bool = True
     ) -> float:
-        """Heal the network, stop ambient faults, restart crashed nodes (or, without
-        ``restart_crashed``, require that a majority is up); then a leader must
-        emerge and commit a fresh proposal within ``budget_ms`` (default: ten of the longest
-        election timeouts). With ``converge``, every live node must then apply it too, and
-        every acknowledged proposal. Returns the simulated ms it took."""
+        """Heal the network, stop ambient faults, restart crashed nodes (but not removed
+        ones; or, without ``restart_crashed``, require that a majority of the newest
+        configuration's voters is up); then a leader must emerge and commit a fresh
+        proposal within ``budget_ms`` (default: ten of the longest election timeouts). With
+        ``converge``, every live member of the leader's configuration must then apply it
+        too, and every acknowledged proposal. Returns the simulated ms it took."""
         self.stats["liveness_checks"] += 1
         self.heal()
         self.network.set_fault_rates()
         self.thaw()
         for node in self.nodes.values():
             node.crash_point = None
+        if not self.options.vote_lease:
+            self._stop_unaware_removed_servers()
         if restart_crashed:
+            members = self.committed_members()
             for node in self.nodes.values():
-                if node.core is None:
+                if node.core is None and (self.options.vote_lease or node.id in members):
                     self.restart(node.id)
         elif not self.majority_up():
             raise ValueError("liveness needs a majority of nodes up")
@@ -904,6 +1067,8 @@ class Cluster:
 
         def committed() -> bool:
             nonlocal attempt
+            if not self.options.vote_lease:
+                self._stop_unaware_removed_servers()
             if any(e.data == data for e in self.acked[before:]):
                 return True
             leader = self.leader()
@@ -923,16 +1088,23 @@ class Cluster:
         took = self.now - start
         if converge:
             target = max(e.index for e in self.acked if e.data == data)
-            if not self.run_until(lambda: all(n.applied_index >= target for n in self.up()), deadline - self.now + budget):
+            members = self.configuration().members()
+
+            def converging() -> list[SimNode]:
+                if not self.options.vote_lease:
+                    self._stop_unaware_removed_servers()
+                return [n for n in self.up() if n.id in members]
+
+            if not self.run_until(lambda: all(n.applied_index >= target for n in converging()), deadline - self.now + budget):
                 raise self._annotate(
                     Violation(
                         f"liveness: live nodes did not all apply index {target} "
-                        f"({[(n.id, n.applied_index) for n in self.up()]})"
+                        f"({[(n.id, n.applied_index) for n in converging()]})"
                     )
                 )
             self.checker.check_acked_applied(self.nodes.values())
             for entry in self.checker.acked.values():
-                for node in self.up():
+                for node in converging():
                     if node.applied_index < entry.index:
                         raise self._annotate(Violation(f"acknowledged {entry} not applied on {node.id}"))
         return took

@@ -15,6 +15,14 @@ Checked:
     in order; a committed prefix never changes; snapshots restore exactly that prefix.
   * No acknowledged proposal is lost (an ack is a committed entry, so the above cover it;
     ``check_acked_applied`` states it directly once the cluster has converged).
+  * Election quorum: every leader won the votes of a majority of the voters of its own
+    configuration (the newest in its log), counting only granted votes delivered to it
+    (and its own vote only if it is one of them: a leader that removed itself may lead).
+    With at most one leader per term, no two majorities ever elect in one term, whatever
+    the configurations (learners never count).
+  * Commit quorum: when a leader advances its commit index, a majority of the voters of
+    its configuration hold that entry (in the log, durable on a crashed node, or in a
+    snapshot).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 from leifdb.raft.messages import Entry, Role
+from leifdb.raft.quorum import majority
 
 if TYPE_CHECKING:
     from tests.sim.cluster import SimNode
@@ -59,6 +68,7 @@ class SafetyChecker:
     committed: list[Entry] = field(default_factory=list)
     acked: dict[int, Entry] = field(default_factory=dict)
     leader_of_term: dict[int, tuple[str, int]] = field(default_factory=dict)
+    votes: dict[tuple[str, int], set[str]] = field(default_factory=dict)
     _bound: list[int] = field(default_factory=list)
     _shadows: dict[str, _Shadow] = field(default_factory=dict)
 
@@ -81,6 +91,10 @@ class SafetyChecker:
                 raise Violation(f"snapshot on {node.id} is not the contiguous prefix 1..: entry {entry}")
             self._register(entry, node.core_term(), f"{node.id} restored a snapshot holding")
 
+    def on_vote(self, candidate: str, term: int, voter: str) -> None:
+        """A granted vote of ``voter`` for ``candidate`` in ``term`` reached the candidate."""
+        self.votes.setdefault((candidate, term), set()).add(voter)
+
     def on_ack(self, node_id: str, entry: Entry) -> None:
         """The leader ``node_id`` acknowledged ``entry`` to its client."""
         if self.committed[entry.index - 1] != entry:
@@ -91,11 +105,18 @@ class SafetyChecker:
 
     def check(self, nodes: Iterable["SimNode"]) -> None:
         """Check every property on the live nodes; raises ``Violation``."""
+        nodes = list(nodes)
         up = [n for n in nodes if n.core is not None]
         changed: list["SimNode"] = []
         for node in up:
+            sh = self._shadows.get(node.id)
+            was = (sh.commit_index, sh.leader_term) if sh is not None and sh.incarnation == node.incarnation else None
             if self._check_node(node):
                 changed.append(node)
+            if was is not None and node.core.commit_index > was[0] and (
+                node.core.role is Role.LEADER or was[1] == node.core.term
+            ):
+                self._check_commit_quorum(node, nodes)
         for node in up:
             if node.core.role is Role.LEADER:
                 self._check_leader_completeness(node)
@@ -160,6 +181,8 @@ class SafetyChecker:
             sh.entries = list(log.entries)
             changed = True
         if core.role is Role.LEADER:
+            if core.term not in self.leader_of_term:
+                self._check_election_quorum(node)
             owner = self.leader_of_term.setdefault(core.term, (node.id, node.incarnation))
             if owner != (node.id, node.incarnation):
                 raise Violation(
@@ -179,6 +202,30 @@ class SafetyChecker:
             self._register(log.entry(index), core.term, f"{node.id} holds at or below its commit index")
         sh.verified_upto = max(sh.verified_upto, core.commit_index)
         return changed
+
+    def _check_election_quorum(self, node: "SimNode") -> None:
+        core = node.core
+        voters = core.configuration().voters
+        won = (self.votes.get((node.id, core.term), set()) | {node.id}) & voters
+        if len(won) < majority(len(voters)):
+            raise Violation(
+                f"election quorum: {node.id} leads term {core.term} with the votes of {sorted(won)}, "
+                f"not a majority of its voters {sorted(voters)}"
+            )
+
+    def _check_commit_quorum(self, leader: "SimNode", nodes: list["SimNode"]) -> None:
+        core = leader.core
+        index = core.commit_index
+        term = core.log.term_at(index)
+        voters = core.configuration().voters
+        seen = {n.id: _holds(n, index, term) for n in nodes if n.id in voters}
+        holders = sorted(v for v, held in seen.items() if held)
+        unknown = sum(v not in seen or seen[v] is None for v in voters)
+        if len(holders) + unknown < majority(len(voters)):
+            raise Violation(
+                f"commit quorum: leader {leader.id} (term {core.term}) committed index {index} "
+                f"(term {term}) held only by {holders} of its voters {sorted(voters)}"
+            )
 
     def _check_append_only(self, node: "SimNode", sh: _Shadow) -> None:
         log = node.core.log
@@ -249,3 +296,19 @@ class SafetyChecker:
                         f"log matching: {a.id} and {b.id} agree on entry {i} (term {la.term_at(i)}) "
                         f"but differ earlier: {x} vs {y}"
                     )
+
+
+def _holds(node: "SimNode", index: int, term: int | None) -> bool | None:
+    """Whether ``node`` has entry ``index`` of ``term`` in its log (on disk when it is down)
+    or in a snapshot past it; None when that cannot be seen (a down node without a
+    ``storage`` the checker can read)."""
+    if node.core is not None:
+        log = node.core.log
+        return log.snapshot_index >= index or log.term_at(index) == term
+    storage = getattr(node, "storage", None)
+    if storage is None:
+        return None
+    state = storage.load()
+    if state.snapshot.last_included_index >= index:
+        return True
+    return any(e.index == index and e.term == term for e in state.entries)

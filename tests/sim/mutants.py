@@ -24,10 +24,12 @@ from typing import Callable
 from twisted.internet.defer import Deferred, succeed
 
 from leifdb.kv.commands import ApplyResult
-from leifdb.raft.core import _HANDLERS, NotLeader, RaftCore, _PendingRead
+from leifdb.raft.core import _HANDLERS, ConfigChangeRefused, NotLeader, RaftCore, _PendingRead
+from leifdb.raft.election import ElectionMixin
 from leifdb.raft.messages import (
     AppendEntries,
     AppendEntriesReply,
+    Configuration,
     Entry,
     EntryType,
     HardState,
@@ -56,6 +58,8 @@ SAFETY = (
     "committed entries changed",
     "acknowledged",
     "linearizable read",
+    "election quorum",
+    "commit quorum",
 )
 #: A healed cluster with a majority up failed to commit, or to bring every node up to date.
 LIVENESS = ("liveness",)
@@ -261,6 +265,7 @@ def _leader_counts_unpersisted_entries(self: RaftCore) -> None:
         self.commit_index = candidate
         self._needs_broadcast = True
         self._release_reads()
+        self._step_down_if_removed()
 
 
 # ---------------------------------------------------------------------- all servers
@@ -495,11 +500,15 @@ def _become_leader_trusting_followers(self: RaftCore) -> None:
     follower already holds its whole log."""
     self.role = Role.LEADER
     self.leader_id = self.id
+    self._pre_voting = False
     self._heartbeat_elapsed = 0
     self._election_elapsed = 0
     self._votes = {}
     last = self.log.last_index()
-    self._progress = {p: Progress(next_index=last + 1, match_index=last) for p in self._others()}
+    never = self.config.election_ticks
+    self._progress = {
+        p: Progress(next_index=last + 1, match_index=last, contact_elapsed=never) for p in self._others()
+    }
     self._append_own(EntryType.NOOP, b"")
 
 
@@ -508,11 +517,13 @@ def _become_leader_without_noop(self: RaftCore) -> None:
     entry of its own, so nothing tells it which earlier entries are committed."""
     self.role = Role.LEADER
     self.leader_id = self.id
+    self._pre_voting = False
     self._heartbeat_elapsed = 0
     self._election_elapsed = 0
     self._votes = {}
     last = self.log.last_index()
-    self._progress = {p: Progress(next_index=last + 1) for p in self._others()}
+    never = self.config.election_ticks
+    self._progress = {p: Progress(next_index=last + 1, contact_elapsed=never) for p in self._others()}
     self._needs_broadcast = True
 
 
@@ -539,6 +550,7 @@ def _commit_by_counting_any_term(self: RaftCore) -> None:
         self.commit_index = candidate
         self._needs_broadcast = True
         self._release_reads()
+        self._step_down_if_removed()
 
 
 def _commit_on_half(self: RaftCore) -> None:
@@ -551,6 +563,7 @@ def _commit_on_half(self: RaftCore) -> None:
         self.commit_index = candidate
         self._needs_broadcast = True
         self._release_reads()
+        self._step_down_if_removed()
 
 
 # ---------------------------------------------------------------------- ReadIndex (§6.4)
@@ -687,7 +700,9 @@ def _done_before_install(self: RaftCore, msg: InstallSnapshot) -> None:
     _on_install_snapshot_with(self, msg, done_on_receipt=True)
 
 
-def _installed_with(self: RaftCore, meta: SnapshotMeta, ok: bool, keep: str, move_applied: bool) -> None:
+def _installed_with(
+    self: RaftCore, meta: SnapshotMeta, ok: bool, keep: str, move_applied: bool, membership: bytes = b""
+) -> None:
     """``RaftCore.snapshot_installed`` with its log rule (``keep``: "matching" is the real
     one, "none" drops every later entry, "all" keeps them even after a conflict) and its
     state-machine reset switchable."""
@@ -705,6 +720,8 @@ def _installed_with(self: RaftCore, meta: SnapshotMeta, ok: bool, keep: str, mov
             self.log.entries = []
         elif keep == "all":
             self.log.entries = later
+        if self._configs.installed(index, membership, self.log.entries):
+            self._configuration_changed()
         self.snapshot_meta = meta
         self.commit_index = max(self.commit_index, index)
         if move_applied:
@@ -716,23 +733,74 @@ def _installed_with(self: RaftCore, meta: SnapshotMeta, ok: bool, keep: str, mov
         self._send(InstallSnapshotReply(self.id, leader, self.term, index, 0, done=ok))
 
 
-def _log_after_snapshot_discarded(self: RaftCore, meta: SnapshotMeta, ok: bool) -> None:
+def _log_after_snapshot_discarded(self: RaftCore, meta: SnapshotMeta, ok: bool, membership: bytes = b"") -> None:
     """Figure 13 rule 6: entries after the snapshot are dropped even when the log holds
     the snapshot's last entry (same index and term), losing entries the follower had
     acknowledged."""
-    _installed_with(self, meta, ok, keep="none", move_applied=True)
+    _installed_with(self, meta, ok, keep="none", move_applied=True, membership=membership)
 
 
-def _conflicting_log_kept(self: RaftCore, meta: SnapshotMeta, ok: bool) -> None:
+def _conflicting_log_kept(self: RaftCore, meta: SnapshotMeta, ok: bool, membership: bytes = b"") -> None:
     """Figure 13 rule 7: entries after the snapshot are kept even though the log's entry
     at the snapshot's index has another term (they do not follow the snapshot)."""
-    _installed_with(self, meta, ok, keep="all", move_applied=True)
+    _installed_with(self, meta, ok, keep="all", move_applied=True, membership=membership)
 
 
-def _applied_not_reset(self: RaftCore, meta: SnapshotMeta, ok: bool) -> None:
+def _applied_not_reset(self: RaftCore, meta: SnapshotMeta, ok: bool, membership: bytes = b"") -> None:
     """Figure 13 rule 8: the core does not take the snapshot as its applied state (the
     state machine was reset from it, but the core still counts the old applied index)."""
-    _installed_with(self, meta, ok, keep="matching", move_applied=False)
+    _installed_with(self, meta, ok, keep="matching", move_applied=False, membership=membership)
+
+
+# ---------------------------------------------------------------------- membership and elections (issue 11)
+
+
+def _change_before_own_term_commit(self: RaftCore, kind: str, server: str, new: Configuration, force: bool) -> None:
+    """Membership, the 2015 fix: a new leader accepts a configuration change before an
+    entry of its own term committed (the single-server algorithm as first published: a
+    change of a configuration an earlier leader had already replaced, uncommitted, makes
+    two majorities that need not overlap)."""
+    if self._configs.current_index > self.commit_index:
+        raise ConfigChangeRefused("another membership change is not yet committed", retryable=True)
+    if self._transfer_to is not None:
+        raise ConfigChangeRefused("a leadership transfer is in progress", retryable=True)
+    if kind == "promote":
+        pr = self._progress.get(server)
+        lag = self.log.last_index() - (pr.match_index if pr is not None else 0)
+        if lag > self.config.max_promote_lag:
+            raise ConfigChangeRefused(f"learner {server!r} lags {lag} entries", retryable=True)
+    if force or kind == "add":
+        return
+    heard = {p for p in new.voters if p == self.id or self._recently_heard(p)}
+    if len(heard) < majority(len(new.voters)):
+        raise ConfigChangeRefused(f"only {len(heard)} of {len(new.voters)} voters reachable")
+
+
+def _learner_counted_toward_quorum(self: RaftCore) -> None:
+    """Learners: the leader counts a learner's acknowledgement toward the majority that
+    commits an entry (and the majority's size), as if it were a voter."""
+    members = sorted(self._configs.current.members())
+    matches = [self._stable_last if p == self.id else self._progress[p].match_index for p in members]
+    candidate = committed_index(matches)
+    if candidate > self.commit_index and self.log.term_at(candidate) == self.term:
+        self.commit_index = candidate
+        self._needs_broadcast = True
+        self._release_reads()
+        self._step_down_if_removed()
+
+
+def _pre_vote_bumps_term(self: RaftCore) -> None:
+    """PreVote (§9.6): the pre-candidate raises its own term before asking, so a node cut
+    off by a partition comes back with a higher term and deposes the leader."""
+    self.term += 1
+    self.voted_for = None
+    ElectionMixin._pre_campaign(self)
+
+
+def _vote_lease_ignored(self: RaftCore, msg: RequestVote) -> bool:
+    """Vote lease (§4.2.3): a server that just heard from its leader still answers (and
+    adopts the term of) a disruptive candidate's vote requests."""
+    return False
 
 
 # ---------------------------------------------------------------------- the table
@@ -762,6 +830,9 @@ _CORE = "tests.raft.test_core_rules"
 _SNAP = "tests.raft.test_snapshot_receiver"
 _PAPER = "tests.sim.test_paper_scenarios"
 _SCRIPT = "tests.sim.test_rule_scenarios"
+_MEMBERS = "tests.raft.test_membership"
+_PREVOTE = "tests.raft.test_prevote"
+_RECONFIG = "tests.sim.test_membership_scenarios"
 
 MUTANTS = (
     # The first six, kept in their order (other tests pick them by position or name).
@@ -886,6 +957,20 @@ MUTANTS = (
            caught_by=(f"{_SNAP}:test_a_log_that_conflicts_with_the_snapshot_is_discarded",)),
     Mutant("applied_not_reset", "snapshot_installed", _applied_not_reset, "InstallSnapshot 8",
            caught_by=(f"{_SNAP}:test_an_installed_snapshot_becomes_the_applied_state",)),
+    # Membership changes, PreVote and the vote lease (issue 11)
+    Mutant("config_change_before_own_term_commit", "_check_change_allowed", _change_before_own_term_commit,
+           "Membership (2015): no change before an entry of the leader's term committed",
+           caught_by=(f"{_RECONFIG}:test_a_new_leader_changes_no_configuration_before_committing_an_entry_of_its_term",
+                      f"{_MEMBERS}:test_a_new_leader_accepts_no_change_before_an_entry_of_its_term_committed")),
+    Mutant("learner_counted_toward_quorum", "_maybe_commit", _learner_counted_toward_quorum,
+           "Learners: never counted toward a majority",
+           caught_by=(HUNT, f"{_MEMBERS}:test_a_learners_acknowledgement_does_not_count_toward_commit"),
+           hunt="membership"),
+    Mutant("pre_vote_bumps_term", "_pre_campaign", _pre_vote_bumps_term, "PreVote: a pre-vote changes no term",
+           caught_by=(f"{_PREVOTE}:test_pre_vote_keeps_a_partitioned_node_from_deposing_the_leader",)),
+    Mutant("vote_lease_ignored", "_in_vote_lease", _vote_lease_ignored,
+           "Vote lease: ignore vote requests while hearing from a leader",
+           caught_by=(f"{_PREVOTE}:test_with_the_vote_lease_a_returning_node_with_an_equal_log_is_ignored",)),
 )
 
 

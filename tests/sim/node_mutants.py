@@ -336,6 +336,9 @@ class _Recorder:
     def send(self, msg: Message) -> None:
         self.sent.append(msg)
 
+    def update_peers(self, peers: Any) -> None:
+        pass
+
     def stop(self) -> Any:
         return succeed(None)
 

@@ -98,7 +98,7 @@ from leifdb.node import Node
 from leifdb.service.api import CONSISTENCY_LINEARIZABLE, ServiceLimits, WriteResult
 from leifdb.service.kvservice import KVService
 from leifdb.nodeconfig import NodeConfig
-from leifdb.raft.messages import Entry, EntryType, Member, Message, Role
+from leifdb.raft.messages import Entry, EntryType, Member, Message, RequestVoteReply, Role
 from leifdb.raft.storage import MemoryStorage
 from leifdb.storage import DiskStorage, SnapshotStore
 from leifdb.storage.errors import StorageClosed
@@ -307,6 +307,7 @@ class SimNetwork:
         self._reported: set[tuple[str, str]] = set()
         self._link_free: dict[tuple[str, str], float] = {}
         self.hold_if: Callable[[Message], bool] | None = None
+        self.on_deliver: Callable[[Message], None] = lambda msg: None
         self.held: list[tuple[tuple[str, str], bytes]] = []
         self.sent = 0
         self.delivered = 0
@@ -383,6 +384,7 @@ class SimNetwork:
             return
         frame = decode_frame(payload)
         self.delivered += 1
+        self.on_deliver(frame.body)
         node.on_message(frame.body, frame.src_http_address)
 
     def _unreachable(self, sender: SimTransport, peer: str) -> None:
@@ -644,6 +646,7 @@ class NodeSim:
         self._client_rng = random.Random(f"client/{seed}")
         self.clock = SimClock()
         self.network = SimNetwork(self.clock, self.rng, latency=self.options.latency, fifo=self.options.fifo)
+        self.network.on_deliver = self._on_deliver
         self.ids = [f"n{i + 1}" for i in range(self.options.nodes)]
         self.members = tuple(Member(i, f"{i}:7000", f"{i}:8000") for i in self.ids)
         if opts.storage == "memory":
@@ -1485,6 +1488,11 @@ class NodeSim:
                         f"holds {got[0]} -> {got[1]} at index {op.result.revision}"
                     )
             self._unverified_acks = pending
+
+    def _on_deliver(self, msg: Message) -> None:
+        """The checker counts the votes each leader won (election quorum)."""
+        if isinstance(msg, RequestVoteReply) and msg.vote_granted and not msg.pre_vote:
+            self.checker.on_vote(msg.dst, msg.term, msg.src)
 
     def _violation(self, message: str) -> Violation:
         trace = "\n  ".join(self.trace)

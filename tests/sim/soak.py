@@ -2,11 +2,15 @@
 
     python -m tests.sim.soak --duration 10m            # or 30s, 1h, 90 (seconds)
     python -m tests.sim.soak --seed 1234 --runs 1      # replay one run exactly
+    python -m tests.sim.soak --membership available    # membership changes, PreVote on
 
 Run ``i`` uses seed ``base + i``; the base seed is random unless ``--seed`` is given, and
 is printed first. Every run builds a random cluster (3 or 5 nodes, with or without
 snapshots, various batching) and takes ``--steps`` random actions from ``tests.sim.chaos``
 with every safety property checked after every simulated event, then demands liveness.
+``--membership classic|available`` runs ``tests.sim.chaos.run_membership_seed`` instead:
+servers added, promoted and removed among the faults, with PreVote and the vote lease off
+or on.
 Progress is printed every ``--report-every``; the totals at the end. Exit status 1, with
 the failing seed and the command that replays it, on any violation.
 """
@@ -21,7 +25,7 @@ import sys
 import time
 import traceback
 
-from tests.sim.chaos import run_seed
+from tests.sim.chaos import MODES, run_membership_seed, run_seed
 from tests.sim.invariants import Violation
 
 FAULT_KINDS = (
@@ -45,6 +49,13 @@ FAULT_KINDS = (
     "snapshots_taken",
     "snapshots_installed",
     "snapshots_rejected",
+    "nodes_added",
+    "nodes_removed",
+    "membership_add",
+    "membership_promote",
+    "membership_remove",
+    "membership_refused",
+    "membership_forced",
 )
 
 
@@ -95,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=None, help="stop after this many runs")
     parser.add_argument("--steps", type=int, default=1500, help="random actions per run")
     parser.add_argument("--report-every", type=parse_duration, default=parse_duration("30s"))
+    parser.add_argument("--membership", choices=sorted(MODES), default=None,
+                        help="membership changes among the faults, availability rules off or on")
     args = parser.parse_args(argv)
 
     base = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
@@ -108,13 +121,17 @@ def main(argv: list[str] | None = None) -> int:
         seed = base + run
         run += 1
         try:
-            cluster = run_seed(seed, args.steps)
+            if args.membership is None:
+                cluster = run_seed(seed, args.steps)
+            else:
+                cluster = run_membership_seed(seed, args.steps, args.membership)
         except Exception as exc:  # a violation, or a crash of the harness/core
             kind = "VIOLATION" if isinstance(exc, Violation) else "ERROR"
             print(f"\n{kind} in run with seed {seed}:\n{exc}", file=sys.stderr)
             if not isinstance(exc, Violation):
                 traceback.print_exc()
-            print(f"replay: python -m tests.sim.soak --seed {seed} --runs 1 --steps {args.steps}", file=sys.stderr)
+            mode = f" --membership {args.membership}" if args.membership else ""
+            print(f"replay: python -m tests.sim.soak --seed {seed} --runs 1 --steps {args.steps}{mode}", file=sys.stderr)
             print(totals.report("at failure"), flush=True)
             return 1
         totals.add(cluster.stats, cluster.now)

@@ -152,6 +152,46 @@ def test_liveness_check_reports_a_cluster_that_cannot_elect():
         cluster.check_liveness(budget_ms=5000)
 
 
+# ---------------------------------------------------------------------- membership
+
+
+def test_a_new_node_waits_to_be_added_and_a_removed_one_stops_for_good():
+    cluster = running_cluster()
+    leader = cluster.leader()
+    new = cluster.add_node()
+    cluster.run_for(3000)
+    assert new.id == "n4" and new.core.term == 0 and new.applied_index == 0  # never campaigns
+
+    voters = sorted(leader.core.configuration().voters)
+    assert isinstance(cluster.change_membership(leader.id, voters, [new.id]), tuple)
+    cluster.run_for(500)
+    assert new.applied == leader.applied and not new.core.status().voter
+
+    gone = follower(cluster)
+    assert isinstance(cluster.change_membership(leader.id, [v for v in voters if v != gone.id], [new.id]), tuple)
+    assert cluster.run_until(lambda: gone.removed, 1000)
+    cluster.restart(gone.id)
+    assert gone.core is None
+    cluster.check_liveness()
+    assert gone.core is None and new.applied_index == leader.applied_index
+
+
+def test_snapshots_carry_the_configuration_at_their_index():
+    cluster = running_cluster(snapshot_every=2)
+    leader = cluster.leader()
+    new = cluster.add_node()
+    voters = sorted(leader.core.configuration().voters)
+    added, _ = cluster.change_membership(leader.id, voters, [new.id])
+    for _ in range(4):
+        cluster.propose(leader.id)
+    cluster.run_for(1000)
+    assert leader.core.log.snapshot_index > added  # the CONFIG entry is compacted away
+    assert leader.snapshot_membership == leader.core.membership_data()
+    cluster.crash(leader.id)
+    cluster.restart(leader.id)
+    assert leader.core.configuration().learners == {new.id}
+
+
 # ---------------------------------------------------------------------- each check can fail
 
 
@@ -192,7 +232,29 @@ def test_checker_reports_leader_missing_a_committed_entry():
     cluster.run_for(300)  # committed by the other two
     lagging.core.role = Role.LEADER  # as if it had won an election it must not win
     lagging.core.term += 10
+    for voter in cluster.nodes:
+        cluster.checker.on_vote(lagging.id, lagging.core.term, voter)
     with pytest.raises(Violation, match="leader completeness"):
+        cluster.check()
+
+
+def test_checker_reports_a_leader_elected_without_a_majority_of_its_voters():
+    cluster = running_cluster()
+    node = follower(cluster)
+    node.core.role = Role.LEADER
+    node.core.term += 1
+    cluster.checker.on_vote(node.id, node.core.term, "n9")  # no voter of its configuration
+    with pytest.raises(Violation, match="election quorum"):
+        cluster.check()
+
+
+def test_checker_reports_a_commit_without_a_majority_of_voters_holding_the_entry():
+    cluster = running_cluster()
+    leader = cluster.leader()
+    cluster.isolate(leader.id)
+    cluster.propose(leader.id)  # only the leader holds it
+    leader.core.commit_index = leader.core.log.last_index()
+    with pytest.raises(Violation, match="commit quorum"):
         cluster.check()
 
 

@@ -22,21 +22,28 @@ import pytest
 from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from tests.sim.chaos import run_seed
+from leifdb.raft.messages import Role
+from tests.sim.chaos import MODES, run_membership_seed, run_seed
 from tests.sim.cluster import Cluster, SimOptions
 from tests.sim.invariants import Violation
 from tests.sim.mutants import HUNT, LIVENESS, MUTANTS, SAFETY, Mutant, by_name
 from tests.sim.profiles import seeds
+from tests.sim.test_membership_scenarios import FIVE, ongaro_2015, ongaro_cluster
 from tests.sim.test_paper_scenarios import deposed_leader_read, figure8_c, figure8_cluster, figure8_d
 from tests.sim.test_properties import FiveNodes, ThreeNodes
 
 #: Cluster shapes of the hunt. ``default``: single-entry appends, one in flight, no
 #: snapshots (an old entry can reach a majority before the new leader's no-op).
 #: ``batched_snapshots``: two-entry appends, snapshots every 3 entries sent in 16-byte chunks.
+#: ``membership``: PreVote and the vote lease on, membership changes among the faults
+#: (``tests.sim.chaos.run_membership_seed``), starting from 3 voters.
 HUNT_SHAPES = {
     "default": SimOptions(nodes=3, max_entries_per_append=1, max_inflight_appends=1),
     "batched_snapshots": SimOptions(
         nodes=3, max_entries_per_append=2, max_inflight_appends=2, snapshot_every=3, chunk_size=16
+    ),
+    "membership": SimOptions(
+        nodes=3, max_entries_per_append=1, max_inflight_appends=1, snapshot_every=10, **MODES["available"]
     ),
 }
 HUNT_WEIGHTS = {
@@ -56,7 +63,10 @@ KILLS = [(m, ref) for m in MUTANTS for ref in m.caught_by if ref != HUNT]
 
 
 def hunt(seed: int, shape: str = "default") -> None:
-    run_seed(seed, HUNT_STEPS, HUNT_SHAPES[shape], weights=HUNT_WEIGHTS, fault_level="chaos")
+    if shape == "membership":
+        run_membership_seed(seed, HUNT_STEPS, options=HUNT_SHAPES[shape], weights=HUNT_WEIGHTS)
+    else:
+        run_seed(seed, HUNT_STEPS, HUNT_SHAPES[shape], weights=HUNT_WEIGHTS, fault_level="chaos")
 
 
 def first_violation(budget: int, expect: tuple[str, ...] = SAFETY, shape: str = "default") -> tuple[int, str] | None:
@@ -164,3 +174,19 @@ def test_deposed_leader_read_script_catches_read_without_leadership_check(monkey
     with pytest.raises(Violation, match="linearizable read"):
         deposed_leader_read(cluster)
 
+
+
+def test_ongaro_2015_script_catches_a_change_before_the_new_leaders_first_commit(monkeypatch: pytest.MonkeyPatch):
+    """Without the 2015 rule S2 removes S1 at once and commits it with S3 (a majority of
+    S2-S4), then S1 wins term 3 with S4 and S5 (a majority of S1-S5): two disjoint
+    majorities, and S1 lacks what S2 committed."""
+    apply(by_name("config_change_before_own_term_commit"), monkeypatch)
+    cluster = ongaro_cluster()
+    with pytest.raises(Violation, match="leader completeness") as info:
+        ongaro_2015(cluster)
+    n1, n2, n3 = (cluster.nodes[i].core for i in ("n1", "n2", "n3"))
+    removal = n2.configuration()
+    assert removal.voters == {"n2", "n3", "n4"} and n2.commit_index == n3.commit_index == n2.log.last_index()
+    assert n1.role is Role.LEADER and n1.term == 3 and n1.configuration().voters == set(FIVE)
+    assert cluster.checker.votes[("n1", 3)] == {"n4", "n5"}
+    assert "leader n1 (term 3) holds Entry(term=1, index=4, type=<EntryType.CONFIG" in str(info.value)

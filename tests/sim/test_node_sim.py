@@ -986,6 +986,9 @@ class _Recorder:
     def send(self, msg) -> None:
         self.sent.append(msg)
 
+    def update_peers(self, peers) -> None:
+        pass
+
     def stop(self):
         return succeed(None)
 

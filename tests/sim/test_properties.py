@@ -3,8 +3,13 @@
 Hypothesis picks every step: advance time, deliver / drop / duplicate / delay / reorder a
 message, partition (both ways or one way) and heal, crash and restart, propose, snapshot,
 and demand liveness. ``SafetyChecker`` checks election safety, leader append-only, log
-matching, leader completeness, state machine safety and that no acknowledged proposal is
-lost, after every simulated event. A failure shrinks to a minimal list of steps.
+matching, leader completeness, state machine safety, election and commit quorums and that
+no acknowledged proposal is lost, after every simulated event. A failure shrinks to a
+minimal list of steps.
+
+``Membership*`` add membership changes to the steps (add a fresh learner, promote it,
+remove any member, the leader included; one at a time, retried when refused), with
+PreVote and the vote lease on (``available``) or off (``classic``).
 """
 
 from __future__ import annotations
@@ -13,10 +18,13 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+import random
+
 from leifdb.raft.messages import Role
-from tests.sim.chaos import FAULT_LEVELS
+from tests.sim.chaos import FAULT_LEVELS, MODES, run_membership_seed, run_seed
 from tests.sim.cluster import CRASH_POINTS, Cluster, SimOptions
-from tests.sim.profiles import scaled
+from tests.sim.profiles import scaled, seeds
+from tests.sim.reconfig import Reconfigurer
 
 NODE = st.integers(0, 4)
 PICK = st.integers(0, 1 << 16)
@@ -32,7 +40,8 @@ class RaftSimulation(RuleBasedStateMachine):
         self.cluster: Cluster | None = None
 
     def _id(self, n: int) -> str:
-        return f"n{n % self.size + 1}"
+        ids = list(self.cluster.nodes)
+        return ids[n % len(ids)]
 
     @initialize(
         seed=st.integers(0, 2**32 - 1),
@@ -241,7 +250,7 @@ class RaftSimulation(RuleBasedStateMachine):
     def safe(self) -> None:
         if self.cluster is not None:
             self.cluster.check()
-            assert sum(n.core.role is Role.LEADER for n in self.cluster.up()) <= self.size
+            assert sum(n.core.role is Role.LEADER for n in self.cluster.up()) <= len(self.cluster.nodes)
 
 
 class ThreeNodes(RaftSimulation):
@@ -252,17 +261,81 @@ class FiveNodes(RaftSimulation):
     size = 5
 
 
+class MembershipSimulation(RaftSimulation):
+    """Starts with ``size`` voters; servers come and go through membership changes."""
+
+    size = 3
+    mode = "available"
+
+    @initialize(
+        seed=st.integers(0, 2**32 - 1),
+        snapshot_every=st.sampled_from([None, 3, 10]),
+        batch=st.sampled_from([1, 512]),
+        promote_lag=st.sampled_from([2, 50]),
+        faults=st.sampled_from(sorted(FAULT_LEVELS)),
+    )
+    def boot(self, seed: int, snapshot_every: int | None, batch: int, promote_lag: int, faults: str) -> None:
+        options = SimOptions(
+            nodes=self.size,
+            snapshot_every=snapshot_every,
+            max_entries_per_append=batch,
+            max_promote_lag=promote_lag,
+            **MODES[self.mode],
+        )
+        self.cluster = Cluster(options, seed=seed)
+        self.cluster.network.set_fault_rates(*FAULT_LEVELS[faults])
+        self.reconfigurer = Reconfigurer(self.cluster, random.Random(seed))
+
+    @rule(attempts=st.integers(1, 3), ms=st.integers(0, 300))
+    def reconfigure(self, attempts: int, ms: int) -> None:
+        """Membership change attempts at the leader, ``ms`` apart (a refused one is
+        retried)."""
+        for _ in range(attempts):
+            self.reconfigurer.step()
+            self.cluster.run_for(ms)
+
+    @rule()
+    def remove_the_leader(self) -> None:
+        leader = self.cluster.leader()
+        if leader is None:
+            return
+        current = leader.core.configuration()
+        voters = current.voters - {leader.id}
+        if voters:
+            self.cluster.change_membership(leader.id, voters, current.learners)
+
+
+class MembershipAvailable(MembershipSimulation):
+    mode = "available"
+
+
+class MembershipClassic(MembershipSimulation):
+    mode = "classic"
+
+
 TestThreeNodeCluster = ThreeNodes.TestCase
 TestThreeNodeCluster.settings = scaled(1.0)
 TestFiveNodeCluster = FiveNodes.TestCase
 TestFiveNodeCluster.settings = scaled(0.5)
+TestMembershipAvailable = MembershipAvailable.TestCase
+TestMembershipAvailable.settings = scaled(0.5)
+TestMembershipClassic = MembershipClassic.TestCase
+TestMembershipClassic.settings = scaled(0.25)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_membership_changes_among_faults_keep_raft_safe_and_live(mode: str):
+    """Seeded runs of ``run_membership_seed``: 1 to 5 voters at the start, servers added,
+    promoted and removed (the leader too) among crashes, partitions, message faults and
+    snapshots; every property checked after every event, then liveness with everything
+    healed, and again with a minority of the final voters (the leader first) crashed."""
+    for seed in seeds(8, base=1000):
+        run_membership_seed(seed, 300, mode)
 
 
 def test_liveness_after_every_fault_heals():
     """After a storm of faults, healing with a majority up lets a leader emerge and commit
     within ten election timeouts (asserted by ``check_liveness``), for many seeds."""
-    from tests.sim.chaos import run_seed
-
     for seed in range(20):
         cluster = run_seed(seed, steps=150, final_liveness=False)
         took = cluster.check_liveness()
