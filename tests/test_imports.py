@@ -39,6 +39,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "leifdb.restore": ("leifdb.kv", "leifdb.raft", "leifdb.storage", "leifdb.wire"),
     # The composition root wires everything.
     "leifdb.tap": ("leifdb", "twisted"),
+    "leifdb.join": ("leifdb.client", "leifdb.nodeconfig", "leifdb.raft", "leifdb.wire",
+                    "twisted"),
     "leifdb.http": ("leifdb.service.api", "leifdb.kv", "leifdb.errors", "leifdb.metrics",
                     "klein", "twisted", "zope.interface", "apispec", "werkzeug", "yaml",
                     "swagger_ui_bundle"),

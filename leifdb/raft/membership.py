@@ -16,6 +16,15 @@ from leifdb.raft.messages import Configuration, Entry, EntryType
 ConfigurationDecoder = Callable[[bytes], Configuration]
 
 
+class NotLeader(Exception):
+    """A proposal reached a node that is not the leader. ``leader_id`` is the hint (or None;
+    also None while the leader hands over to another node)."""
+
+    def __init__(self, leader_id: str | None) -> None:
+        super().__init__(f"not leader; leader is {leader_id!r}")
+        self.leader_id = leader_id
+
+
 class ConfigChangeRefused(Exception):
     """A membership change or leadership transfer the leader will not make now.
     ``retryable`` when it may succeed later unchanged (the leader has not yet committed
