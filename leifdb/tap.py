@@ -166,6 +166,26 @@ class NodeService(Service):
         self._starting: Deferred | None = None
         self._started = False
         self._waiters: list[Deferred] = []
+        self._drained_done = False
+        self._drained_waiters: list[Deferred] = []
+
+    def when_drained(self) -> Deferred:
+        """Fires once a stopping node has handed leadership over and drained its client
+        connections: the HTTP port closes only then, so clients still sent here are
+        redirected to the new leader instead of refused (or cut in the listen backlog as
+        the port closes) while the node still leads or has just stopped leading."""
+        if self._drained_done:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._drained_waiters.append(d)
+        return d
+
+    def _drained(self, result: object) -> object:
+        self._drained_done = True
+        waiters, self._drained_waiters = self._drained_waiters, []
+        for d in waiters:
+            d.callback(None)
+        return result
 
     def when_started(self) -> Deferred:
         """Fires (with None) once the node serves; never, if it fails to start."""
@@ -200,6 +220,7 @@ class NodeService(Service):
         d: Deferred = self._starting if self._starting is not None else succeed(None)
         d.addCallback(lambda _: self._hand_over() if self._started else None)
         d.addCallback(lambda _: self._drain() if self._started else None)
+        d.addBoth(self._drained)
         d.addCallback(lambda _: self.node.stop() if self._started else None)
         d.addTimeout(self.stop_timeout, self.reactor)
         d.addCallbacks(self._stopped, self._stop_failed, callbackArgs=(began,))
@@ -245,8 +266,7 @@ class NodeService(Service):
 class HttpService(Service):
     """Serves ``site`` on ``port`` once ``node_service`` has started; failing to listen is
     fatal. Once listening it calls ``announce`` (the start-up line), else logs where it
-    listens. Stopping closes the listening port (connections in progress are dropped when
-    the reactor stops)."""
+    listens. Stopping closes the listening port once the node has handed over."""
 
     name = "leifdb-http"
 
@@ -289,7 +309,14 @@ class HttpService(Service):
                      port=self.port)
 
     def stopService(self) -> Deferred | None:
+        """Closes the port once the node has handed leadership over and drained its
+        connections (``NodeService.when_drained``); the node stops after that."""
         super().stopService()
+        d = self.node_service.when_drained()
+        d.addCallback(lambda _: self._stop_listening())
+        return d
+
+    def _stop_listening(self) -> Deferred | None:
         listening, self._listening = self._listening, None
         return maybeDeferred(listening.stopListening) if listening is not None else None
 

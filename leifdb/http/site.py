@@ -268,8 +268,10 @@ class ApiSite(server.Site):
         """Close every client connection without cutting a request short (a stopping
         node calls it after handing leadership over, before the node stops): from now on
         each response says ``Connection: close``; connections idle after ``grace``
-        seconds (a busy client has sent its next request by then) are closed; fires
-        once none is left, or at ``deadline``, aborting the rest."""
+        seconds (a busy client has sent its next request by then) are closed; fires once
+        none is left and ``grace`` has passed (the port stays open that long, so clients
+        still sent here are redirected, not refused mid-handshake), or at ``deadline``,
+        aborting the rest."""
         self.draining = True
         done: Deferred = Deferred()
         started = clock.seconds()
@@ -283,7 +285,7 @@ class ApiSite(server.Site):
                     channel.transport.abortConnection()
                 elif waited >= grace and channel.idle():
                     channel.transport.loseConnection()
-            if not self.channels or waited >= deadline:
+            if (not self.channels and waited >= grace) or waited >= deadline:
                 done.callback(None)
             else:
                 clock.callLater(0.05, check)
