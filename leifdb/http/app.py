@@ -39,4 +39,4 @@ def make_app(service: Service, *, version: str, metrics: NodeMetrics | None = No
         web_ui=WebUi(),
         metrics=metrics if metrics is not None else NodeMetrics(service, process=False),
     )
-    return ApiRoot(api.app.resource(), limits, service)
+    return ApiRoot(api.app.resource(), limits, service, handlers=api)

@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
+from twisted.web.server import NOT_DONE_YET
 
 from leifdb.http.errors import ApiError, respond_error
 from leifdb.http.limits import HttpLimits
@@ -28,11 +31,28 @@ from leifdb.http.paths import REVISION_HEADER, is_key_api
 from leifdb.http.routing import declared_query, match_endpoint, methods_for
 from leifdb.service.api import Service
 
-__all__ = ["ApiRoot", "EXPOSED_HEADERS"]
+__all__ = ["ApiRoot", "EXPOSED_HEADERS", "KEY_ROUTE", "key_endpoint"]
 
 EXPOSED_HEADERS = b"ETag, Location, Retry-After, X-LeifDB-Revision"
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PREFLIGHT_VARY = [b"Origin", b"Access-Control-Request-Method", b"Access-Control-Request-Headers"]
+
+# The key routes (``/db/<key:key>``), the API's hot path, dispatched here without
+# Werkzeug's general matcher (about a third of a write's CPU went to matching the same
+# path three times: query check, Klein, metrics). Their key converter takes the whole
+# rest of the path, so every ``/db/...`` path is one of them; HEAD and the other methods
+# still go through Klein. ``tests/http/test_dispatch.py`` checks this against the url map.
+KEY_ROUTE = "/db/{key}"
+_KEY_PREFIX = "/db/"
+_KEY_ENDPOINTS = {b"GET": "get_key", b"PUT": "put_key", b"DELETE": "delete_key"}
+
+
+def key_endpoint(path: str, method: bytes) -> str | None:
+    """The key route's endpoint serving ``method path`` (a decoded path), or None when
+    the request is not for one (Klein routes it)."""
+    if path.startswith(_KEY_PREFIX):
+        return _KEY_ENDPOINTS.get(method)
+    return None
 
 
 class ApiRoot(Resource):
@@ -40,16 +60,20 @@ class ApiRoot(Resource):
     parameters the route declares and the declared body size before handing the request
     to the Klein resource, so Klein's own plain-text 400 for bad UTF-8 never shows.
 
-    ``limits`` and ``revision`` are also what ``make_site`` builds its channel from."""
+    ``limits`` and ``revision`` are also what ``make_site`` builds its channel from.
+    ``handlers`` (the ``ClientApi`` behind ``routes``) serves the key routes directly
+    (``key_endpoint``); without it every request goes through Klein."""
 
     isLeaf = True
     log = Logger()
 
-    def __init__(self, routes: IResource, limits: HttpLimits, service: Service) -> None:
+    def __init__(self, routes: IResource, limits: HttpLimits, service: Service,
+                 handlers: Any = None) -> None:
         super().__init__()
         self._routes = routes
         self.limits = limits
         self._service = service
+        self._handlers = handlers
 
     def revision(self) -> int:
         """The node's applied revision, for ``X-LeifDB-Revision``."""
@@ -70,6 +94,11 @@ class ApiRoot(Resource):
             path = self._check_target(request)
             if request.method == b"OPTIONS":
                 return self._options(request, path)
+            endpoint = key_endpoint(path, request.method) if self._handlers else None
+            if endpoint is not None:
+                parse_query(split_uri(request.uri)[1]).check_names(declared_query(endpoint))
+                self._check_declared_length(request, path)
+                return self._dispatch(request, endpoint, path[len(_KEY_PREFIX):])
             self._check_query(request, path)
             self._check_declared_length(request, path)
             return self._routes.render(request)
@@ -82,6 +111,26 @@ class ApiRoot(Resource):
                 uri=request.uri,
             )
             return respond_error(request, ApiError(500, "internal server error"))
+
+    def _dispatch(self, request: IRequest, endpoint: str, key: str) -> Any:
+        """Run a key route's handler as Klein would: its bytes are the answer, its
+        failure goes to the same error handlers, and a client that goes away cancels it."""
+        request.route = KEY_ROUTE  # the metrics' label (``route_template``)
+        finished = request.notifyFinish()
+        d = Deferred.fromCoroutine(getattr(self._handlers, endpoint)(request, key))
+        finished.addErrback(lambda _: d.cancel())
+        d.addCallbacks(_write_answer, self._failed, callbackArgs=(request,),
+                       errbackArgs=(request,))
+        return NOT_DONE_YET
+
+    def _failed(self, failure: Failure, request: IRequest) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return  # cancelled by the client going away: nobody to answer
+        try:
+            _write_answer(self._handlers.answer_failure(request, failure), request)
+        except Exception:
+            self.log.failure("unexpected error answering {method} {uri}",
+                             method=request.method, uri=request.uri)
 
     def _check_target(self, request: IRequest) -> str:
         """The decoded path, after checking what Klein would otherwise answer with a
@@ -123,6 +172,15 @@ class ApiRoot(Resource):
         request.setResponseCode(200)
         request.setHeader(b"Allow", ", ".join(sorted(methods | {"OPTIONS"})).encode())
         return b""
+
+
+def _write_answer(body: bytes | None, request: IRequest) -> None:
+    """A handler's answer, unless the client went away meanwhile."""
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    if body:
+        request.write(body)
+    request.finish()
 
 
 def _is_preflight(request: IRequest) -> bool:

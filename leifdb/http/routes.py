@@ -198,6 +198,15 @@ class ClientApi(KeyRoutes, TxnRoutes, WatchRoutes, LeaseRoutes, LockRoutes, Elec
 
     # -- errors ----------------------------------------------------------------------
 
+    def answer_failure(self, request: IRequest, failure: Failure) -> bytes | None:
+        """What the error handlers below answer for ``failure``: the same answers for
+        the key routes, which ``ApiRoot`` dispatches without Klein."""
+        if failure.check(ApiError):
+            return self._api_error(request, failure)
+        if failure.check(HTTPException):
+            return self._routing_error(request, failure)
+        return self._unexpected(request, failure)
+
     @api.handle_errors(ApiError)
     def _api_error(self, request: IRequest, failure: Failure) -> bytes:
         self._stamp_if_key_api(request)
