@@ -16,7 +16,7 @@ import itertools
 import random
 import time
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Callable, Protocol
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 
 from leifdb.errors import MembershipRefused, NotLeaderError, OutcomeUnknown, Unavailable
 from leifdb.nodeconfig import NodeConfig
+from leifdb.offload import thread_runner
 from leifdb.ports import Application, AsyncStorage, SnapshotStore, Transport
 from leifdb.raft.core import Config, NotLeader, PersistentState, RaftCore, Status
 from leifdb.raft.membership import ConfigChangeRefused
@@ -97,6 +98,7 @@ class Node:
         self.snapshots = snapshots
         self.transport = transport
         self.application = application
+        self._offload = thread_runner(reactor)
         self._rng = rng or random.Random()
         self.identity = identity  # leifdb.storage.identity.Identity, or None in tests
         self.pins = pins  # leifdb.storage.identity.PeerPins, or None in tests
@@ -620,11 +622,13 @@ class Node:
         if term is None:
             return
         started = time.perf_counter()
-        buffer = io.BytesIO()
         membership = self.core.membership_data_at(applied) or encode_membership(self._members)
-        self.application.write_snapshot(buffer, membership)
+        write = self.application.capture_snapshot()
         self._snapshotting = True
-        d = self.storage.call(self.snapshots.save, applied, term, buffer.getvalue())
+        # Encoded off the reactor (it held every request for its length), saved in order
+        # on the storage thread.
+        d = self._offload(_encoded, write, membership)
+        d.addCallback(lambda data: self.storage.call(self.snapshots.save, applied, term, data))
         if self._observer is not None:
             d.addCallback(self._observe_snapshot, started)
         d.addCallback(self._snapshot_saved)
@@ -644,6 +648,12 @@ class Node:
                 self.core.compact(meta)
             log.info("Snapshot at index {index} saved; log compacted", index=meta.last_included_index)
         return self.storage.compact(meta)
+
+
+def _encoded(write: Callable[[BinaryIO, bytes], None], metadata: bytes) -> bytes:
+    buffer = io.BytesIO()
+    write(buffer, metadata)
+    return buffer.getvalue()
 
 
 def _refusal(exc: ConfigChangeRefused) -> Exception:

@@ -114,6 +114,11 @@ class Application(Protocol):
 
     def write_snapshot(self, out: BinaryIO, metadata: bytes) -> None: ...
 
+    def capture_snapshot(self) -> Callable[[BinaryIO, bytes], None]:
+        """The state now, as a function that writes it (as ``write_snapshot`` does) on
+        any thread later, so the encoding can leave the reactor thread."""
+        ...
+
     def read_snapshot(self, stream: BinaryIO) -> tuple[Any, bytes]:
         """Any thread, no side effects: a restored state and the snapshot's metadata."""
         ...

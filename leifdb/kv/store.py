@@ -408,13 +408,24 @@ class KVStore:
     def write_snapshot(self, out: BinaryIO, metadata: bytes = b"") -> None:
         """Stream every item, every lease, ``applied_index`` and the opaque ``metadata``
         (for example the cluster membership) to ``out``. The same state and metadata
-        always give the same bytes. The store must not change until this returns."""
-        items = (self._items[key] for key in self._keys)
+        always give the same bytes."""
+        self.capture_snapshot()(out, metadata)
+
+    def capture_snapshot(self) -> Callable[[BinaryIO, bytes], None]:
+        """The state now, as a function that writes it as ``write_snapshot`` would, on
+        any thread, whatever the store does meanwhile: items are immutable, so a list of
+        them is a consistent copy (the only O(n) work done here)."""
+        applied_index = self._applied_index
+        items = [self._items[key] for key in self._keys]
         leases = [
             (lease_id, s.ttl_ms, s.remaining_ms, s.renewed_index)
             for lease_id, s in self._leases.items()
         ]
-        snapshot.dump(out, self._applied_index, len(self._items), items, bytes(metadata), leases)
+
+        def write(out: BinaryIO, metadata: bytes) -> None:
+            snapshot.dump(out, applied_index, len(items), items, bytes(metadata), leases)
+
+        return write
 
     @classmethod
     def read_snapshot(cls, inp: BinaryIO) -> tuple[KVStore, bytes]:

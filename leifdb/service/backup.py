@@ -24,23 +24,19 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Iterable
 
 from crc32c import crc32c
-from twisted.internet.defer import Deferred, DeferredLock, fail, maybeDeferred
-from twisted.internet.threads import deferToThreadPool
+from twisted.internet.defer import Deferred, DeferredLock, fail
 
 from leifdb.errors import Unavailable
 from leifdb.kv import snapshot
 from leifdb.kv.commands import Item
 from leifdb.kv.store import KVStore
+from leifdb.offload import Runner, thread_runner
 from leifdb.raft.messages import Member
 from leifdb.wire import EncodeError, encode_membership
 
 __all__ = ["Backup", "MAX_WAITING", "SnapshotFile", "membership_metadata"]
 
 MAX_WAITING = 4
-
-# ``run(function, *args)``: call ``function`` on a worker thread; a Deferred of its result.
-Runner = Callable[..., Deferred]
-
 
 @dataclass(frozen=True, slots=True)
 class SnapshotFile:
@@ -82,14 +78,6 @@ def membership_metadata(members: Iterable[Member]) -> bytes:
         return b""
 
 
-def _thread_runner(reactor: Any) -> Runner:
-    """The reactor's thread pool; inline for a reactor without one (a test's ``Clock``)."""
-    get_pool = getattr(reactor, "getThreadPool", None)
-    if get_pool is None:
-        return maybeDeferred
-    return lambda function, *args: deferToThreadPool(reactor, get_pool(), function, *args)
-
-
 class Backup:
     """Takes snapshots of the store ``current()`` returns (it changes when a snapshot is
     installed), one at a time. ``run`` encodes on a worker thread (default: the reactor's
@@ -97,7 +85,7 @@ class Backup:
 
     def __init__(self, reactor: Any, *, run: Runner | None = None,
                  temp_dir: str | None = None) -> None:
-        self._run = run or _thread_runner(reactor)
+        self._run = run or thread_runner(reactor)
         self._temp_dir = temp_dir
         self._lock = DeferredLock()
         self._waiting = 0

@@ -679,6 +679,9 @@ class KVService:
     def write_snapshot(self, out: BinaryIO, metadata: bytes) -> None:
         self._kv.write_snapshot(out, metadata)
 
+    def capture_snapshot(self) -> Callable[[BinaryIO, bytes], None]:
+        return self._kv.capture_snapshot()
+
     @staticmethod
     def read_snapshot(stream: BinaryIO) -> tuple[KVStore, bytes]:
         """Any thread: a state machine rebuilt from a snapshot, and its metadata."""
