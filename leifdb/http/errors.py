@@ -14,6 +14,8 @@ from twisted.web.iweb import IRequest
 __all__ = ["ApiError", "JSON_CONTENT_TYPE", "json_body", "respond_error", "respond_json"]
 
 JSON_CONTENT_TYPE = b"application/json"
+# Built once: ``json.dumps`` with options builds an encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 class ApiError(Exception):
@@ -44,7 +46,7 @@ class ApiError(Exception):
 def json_body(document: Any) -> bytes:
     """Compact UTF-8 JSON. Strings reaching here are valid Unicode (inputs are checked),
     so encoding cannot fail on surrogates."""
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(document).encode("utf-8")
 
 
 def respond_json(
