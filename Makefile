@@ -11,8 +11,10 @@ HTTP_PORT ?= 8080
 RAFT_PORT ?= 16990
 DURATION ?= 10m
 SEED ?=
+PROFILE_WORKLOAD ?= write
+PROFILE_SECONDS ?= 10
 
-.PHONY: all build run test proto soak bench cluster cluster-status cluster-stop chaos clean
+.PHONY: all build run test proto soak bench profile cluster cluster-status cluster-stop chaos clean
 
 all: clean build test
 
@@ -45,13 +47,19 @@ soak: $(STAMP)
 chaos: $(STAMP)
 	$(PY) -m tests.faults.runner --duration $(DURATION) --nodes 5 $(if $(SEED),--seed $(SEED))
 
+# The headline first: LeifDB beside etcd 3.4 under wrk (falls back to LeifDB alone and
+# says how to install what is missing).
 bench: $(STAMP)
+	$(PY) bench/wrk_compare.py --seconds 10 --repeats 2
 	$(PY) bench/storage_bench.py
-	$(PY) bench/cluster_bench.py
 	$(PY) bench/watch_fanout.py --watchers 1000 --rate 20 --seconds 10
 	$(PY) bench/lease_bench.py --leases 1000 --concurrency 1,8,32 --seconds 5
 	$(PY) bench/lease_expiry.py --runs 5 --failovers 8
 	$(PY) bench/membership_bench.py --rolling 3 --failovers 5
+
+# A py-spy profile of the leader (every process of it) under wrk load.
+profile: $(STAMP)
+	$(PY) bench/profile_leader.py --workload $(PROFILE_WORKLOAD) --seconds $(PROFILE_SECONDS)
 
 cluster: $(STAMP)
 	$(PY) -m leifdb.cluster start --nodes 3 --http-base $(HTTP_PORT) --raft-base $(RAFT_PORT)
