@@ -118,6 +118,15 @@ class ApiChannel(HTTPChannel):
         self.site.channels.discard(self)
         super().connectionLost(reason)
 
+    _host: Any = None
+
+    def getHost(self) -> Any:
+        """The local address, asked of the kernel once per connection: every request
+        asks for it (``Request.__init__``), a ``getsockname`` call each time otherwise."""
+        if self._host is None:
+            self._host = self.transport.getHost()
+        return self._host
+
     def checkPersistence(self, request: Any, version: bytes) -> bool:
         """While the node shuts down (``ApiSite.drain``), every response says
         ``Connection: close``, so clients take their next request elsewhere."""
