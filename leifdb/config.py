@@ -45,6 +45,7 @@ LOG_FORMATS = ("text", "json")
 MODES = ("single", "multi")
 MAX_KEY_BYTES_LIMIT = 64 * 1024
 MAX_VALUE_BYTES_LIMIT = 16 * 1024 * 1024
+MAX_WORKERS = 1024
 # TEST-NET-1 (RFC 5737): connecting a UDP socket only picks a route, nothing is sent.
 _PROBE_ADDRESS = ("192.0.2.1", 9)
 _DIGITS = re.compile(r"[0-9]+")
@@ -117,6 +118,11 @@ OPTIONS: tuple[OptionSpec, ...] = (
                "for log shippers)."),
     OptionSpec("cluster-id", "LEIFDB_CLUSTER_ID", str(default_of("cluster_id")),
                "Cluster name; nodes refuse peers with a different one."),
+    OptionSpec("workers", "LEIFDB_WORKERS", str(default_of("workers")),
+               f"Worker processes serving the client HTTP port (0 to {MAX_WORKERS}), so one "
+               "node uses more than one core: Raft, storage and the key-value service stay "
+               "in the node's process. 0: the node's process serves HTTP itself. Default: "
+               "the number of cores."),
 )
 _SPECS = {spec.flag: spec for spec in OPTIONS}
 
@@ -295,6 +301,7 @@ def build_config(options: Mapping[str, str | None], environ: Mapping[str, str]) 
         log_level=_log_level(values),
         log_format=values.choice("log-format", LOG_FORMATS),
         unsafe_test_writeback_fs=bool(options.get(WRITEBACK_FLAG)),
+        workers=values.integer("workers", 0, MAX_WORKERS),
     )
 
 

@@ -3,11 +3,17 @@ environment, consumed by ``leifdb.node`` and ``leifdb.tap``."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from leifdb.raft.messages import Member
 from leifdb.service.api import ServiceLimits
+
+#: ``--workers``' default: one HTTP worker process per core this process may run on (a
+#: container's or ``taskset``'s CPU set, not every core of the machine).
+DEFAULT_WORKERS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+    os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,10 @@ class NodeConfig:
     endpoints it asks, comma-separated): it starts with no configuration of its own,
     neither campaigns nor votes, and learns the cluster's configuration from the leader's
     log; its ``members`` (this node as a learner until the join fetched the list) only
-    tell the transport whom to dial."""
+    tell the transport whom to dial.
+
+    ``workers``: processes serving the client HTTP port (``leifdb.worker``); 0: the node's
+    own process serves it."""
 
     node_id: str
     members: tuple[Member, ...]
@@ -47,6 +56,7 @@ class NodeConfig:
     joined_index: int = 0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one JSON object per line
+    workers: int = DEFAULT_WORKERS
     # TEST ONLY (``--unsafe-test-writeback-fs``): the storage keeps what it has not synced
     # in this process's memory (``leifdb.storage.writeback``), so SIGKILL is a power cut.
     unsafe_test_writeback_fs: bool = False

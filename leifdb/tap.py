@@ -2,7 +2,10 @@
 API out.
 
 ``makeService`` returns a ``MultiService`` of two children: ``NodeService`` (starts and
-stops the ``Node``) and ``HttpService`` (listens once the node has started, stops first).
+stops the ``Node``) and, serving the client HTTP API once the node has started, either
+``HttpService`` (``--workers 0``: this process listens) or ``leifdb.worker.WorkerPool``
+(``--workers N``: N worker processes serve the port, this one keeps Raft, storage and
+the key-value service, and serves the routes the workers forward on an internal port).
 
 Before the node starts, ``NodeLauncher`` loads (or makes) the data directory's identity
 and peer pins (``leifdb.storage.identity``) and, for a node started with ``--join`` on an
@@ -70,6 +73,8 @@ from leifdb.storage.identity import PeerPins, load_or_create_identity, read_iden
 from leifdb.storage.threaded import ThreadedStorage
 from leifdb.storage.writeback import WritebackFileSystem
 from leifdb.transport import RaftTransport
+from leifdb.worker.calls import WorkerSettings
+from leifdb.worker.pool import WorkerPool
 
 __all__ = [
     "ClusterJoin", "ExitStatus", "HttpService", "JoinError", "NodeLauncher", "NodeService",
@@ -394,26 +399,56 @@ def make_service(
         log.info(STARTED_FORMAT, **started_line_fields(config, _current_members(service, config)))
 
     resource = make_app(service, version=__version__, metrics=metrics)
-    site = make_site(resource, reactor=reactor, metrics=metrics,
-                     access_log=node_config.log_level == "debug")
+    workers = node_config.workers
+    access_log = node_config.log_level == "debug"
+    # With workers, this site serves only what they forward: they time the requests and
+    # write the access log, so it does neither (nothing is counted twice).
+    site = make_site(resource, reactor=reactor, metrics=None if workers else metrics,
+                     access_log=access_log and not workers)
     site.noisy = False
+    drain_deadline = stop_timeout * DRAIN_SHARE
+    pool: WorkerPool | None = None
+
+    def drain_clients() -> Deferred:
+        if pool is not None:
+            return pool.drain()
+        return site.drain(reactor, grace=DRAIN_GRACE_SECONDS, deadline=drain_deadline)
 
     top = _LeifdbService(log_observer)
     node_service = NodeService(
         node, reactor=reactor, on_fatal=fatal, stop_timeout=stop_timeout,
-        drain_clients=lambda: site.drain(reactor, grace=DRAIN_GRACE_SECONDS,
-                                         deadline=stop_timeout * DRAIN_SHARE),
+        drain_clients=drain_clients,
     )
     node_service.setServiceParent(top)
-    HttpService(
-        node_service,
-        site,
-        port=node_config.http_port,
-        interface=node_config.listen_interface,
-        reactor=reactor,
-        on_fatal=fatal,
-        announce=announce,
-    ).setServiceParent(top)
+    if workers:
+        pool = WorkerPool(
+            node_service,
+            service,
+            site,
+            workers=workers,
+            port=node_config.http_port,
+            interface=node_config.listen_interface,
+            reactor=reactor,
+            on_fatal=fatal,
+            announce=announce,
+            settings=WorkerSettings(
+                limits=service.limits, access_log=access_log,
+                drain_grace=DRAIN_GRACE_SECONDS, drain_deadline=drain_deadline,
+            ),
+            metrics=metrics,
+            log_level=node_config.log_level,
+        )
+        pool.setServiceParent(top)
+    else:
+        HttpService(
+            node_service,
+            site,
+            port=node_config.http_port,
+            interface=node_config.listen_interface,
+            reactor=reactor,
+            on_fatal=fatal,
+            announce=announce,
+        ).setServiceParent(top)
     reactor.addSystemEventTrigger(
         "after", "shutdown", _settle_exit_status, reactor, node_service, exit_status
     )
@@ -579,7 +614,7 @@ def _one_line(exc: BaseException) -> str:
 
 STARTED_FORMAT = (
     "LeifDB {version} started: node {node} of cluster {cluster_id}, data directory "
-    "{data_dir}, HTTP API on {http}, Raft on {raft}, members {members}"
+    "{data_dir}, HTTP API on {http} (workers={workers}), Raft on {raft}, members {members}"
 )
 
 
@@ -594,6 +629,7 @@ def started_line_fields(config: NodeConfig, members: tuple[Member, ...]) -> dict
         "data_dir": str(config.data_dir),
         "http": f"{bind}:{config.http_port}",
         "http_address": config.http_address,
+        "workers": config.workers,
         "raft": f"{bind}:{config.raft_listen_port}",
         "members": ", ".join(_describe_member(m, config.node_id) for m in members),
     }

@@ -46,6 +46,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "leifdb.http": ("leifdb.service.api", "leifdb.kv", "leifdb.errors", "leifdb.metrics",
                     "klein", "twisted", "zope.interface", "apispec", "werkzeug", "yaml",
                     "swagger_ui_bundle"),
+    # HTTP worker processes: the same HTTP resource over a remote service (--workers).
+    "leifdb.worker": ("leifdb.http", "leifdb.service.api", "leifdb.kv", "leifdb.errors",
+                      "leifdb.metrics", "twisted"),
     # Prometheus metrics: read the service's status; the node, transport and service are
     # handed its observing callables by leifdb.tap and never import it.
     "leifdb.metrics": ("leifdb.service.api", "prometheus_client"),

@@ -149,12 +149,13 @@ def test_the_start_line_says_version_node_cluster_data_directory_ports_and_membe
                  Member("10.0.0.3:7001", "10.0.0.3:7001", "", learner=True)),
         http_address="10.0.0.1:8001", http_port=8001, raft_listen_port=7001,
         data_dir=Path("/var/lib/leifdb/n1"), listen_interface="10.0.0.1", cluster_id="prod",
+        workers=2,
     )
     fields = started_line_fields(config, config.members)
     line = STARTED_FORMAT.format(**fields)
     assert line == (
         f"LeifDB {__version__} started: node n1 of cluster prod, data directory "
-        "/var/lib/leifdb/n1, HTTP API on 10.0.0.1:8001, Raft on 10.0.0.1:7001, members "
+        "/var/lib/leifdb/n1, HTTP API on 10.0.0.1:8001 (workers=2), Raft on 10.0.0.1:7001, members "
         "n1=10.0.0.1:7001 (this node), n2=10.0.0.2:7001, 10.0.0.3:7001 (learner)"
     )
     assert "\n" not in line
