@@ -341,7 +341,7 @@ def _soft(role: Role) -> SoftState:
     return SoftState(role=role, term=2, leader_id=None)
 
 
-class _StubTransport:
+class NoPeersTransport:
     """A single node sends nothing."""
 
     def attach(self, on_message: Any, on_unreachable: Any) -> None: ...
@@ -365,7 +365,7 @@ def _single_node(observer: Any, *, snapshot_entries: int) -> tuple[Clock, Node, 
     service = KVService(clock)
     storage = SimAsyncStorage(MemoryStorage(), clock, lambda: 0.001)
     node = Node(config, reactor=clock, storage=storage, snapshots=MemorySnapshotStore(),
-                transport=_StubTransport(), application=service, observer=observer)
+                transport=NoPeersTransport(), application=service, observer=observer)
     service.attach(node)
     node.start()
     _run(clock, 3.0)

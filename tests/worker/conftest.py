@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
 
 from leifdb.node import Node
@@ -24,22 +23,9 @@ from leifdb.worker.calls import WorkerSettings
 from leifdb.worker.remote import RemoteService, RpcClient, RpcClientFactory
 from leifdb.worker.server import RpcServer, RpcServerFactory
 from tests.sim.node_sim import SimAsyncStorage
+from tests.test_metrics import NoPeersTransport
 
 LIMITS = ServiceLimits(max_key_bytes=64, min_lease_ttl=0.5)
-
-
-class _NoPeers:
-    """A single node sends nothing."""
-
-    def attach(self, on_message: Any, on_unreachable: Any) -> None: ...
-
-    def send(self, msg: Any) -> None:
-        raise AssertionError(f"a single node sent {msg!r}")
-
-    def update_peers(self, peers: Any) -> None: ...
-
-    def stop(self) -> Deferred:
-        return succeed(None)
 
 
 async def _until(check, timeout: float = 5.0, step: float = 0.01) -> None:
@@ -62,7 +48,7 @@ async def kv():
     service = KVService(reactor, limits=LIMITS, proposal_timeout=5, read_timeout=3)
     node = Node(config, reactor=reactor,
                 storage=SimAsyncStorage(MemoryStorage(), reactor, lambda: 0.0005),
-                snapshots=MemorySnapshotStore(), transport=_NoPeers(), application=service)
+                snapshots=MemorySnapshotStore(), transport=NoPeersTransport(), application=service)
     service.attach(node)
     await node.start()
     await _until(lambda: node.raft_status().role is Role.LEADER)
