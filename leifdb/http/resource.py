@@ -99,6 +99,7 @@ class ApiRoot(Resource):
                 parse_query(split_uri(request.uri)[1]).check_names(declared_query(endpoint))
                 self._check_declared_length(request, path)
                 return self._dispatch(request, endpoint, path[len(_KEY_PREFIX):])
+            self._check_host(request)
             self._check_query(request, path)
             self._check_declared_length(request, path)
             return self._routes.render(request)
@@ -134,17 +135,22 @@ class ApiRoot(Resource):
 
     def _check_target(self, request: IRequest) -> str:
         """The decoded path, after checking what Klein would otherwise answer with a
-        plain-text 400 or an exception: method, Host, path and query encoding."""
+        plain-text 400 or an exception: method, path and query encoding."""
         if not _TOKEN.fullmatch(request.method):
             raise ApiError(400, "invalid request method")
-        try:
-            request.getRequestHostname().decode("utf-8")
-        except UnicodeDecodeError:
-            raise ApiError(400, "the Host header is not valid UTF-8") from None
         raw_path, raw_query = split_uri(request.uri)
         path = decode_component(raw_path, "path")
         parse_query(raw_query)
         return path
+
+    @staticmethod
+    def _check_host(request: IRequest) -> None:
+        """Klein decodes the Host header's name as UTF-8 (a plain-text 400 otherwise);
+        the key routes, dispatched here, never read it (it cost 7 % of a worker)."""
+        try:
+            request.getRequestHostname().decode("utf-8")
+        except UnicodeDecodeError:
+            raise ApiError(400, "the Host header is not valid UTF-8") from None
 
     def _check_query(self, request: IRequest, path: str) -> None:
         """400 for a query parameter the route does not declare (routing errors are

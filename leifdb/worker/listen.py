@@ -6,7 +6,11 @@ never accepts on it. Each worker gets a listening socket of its own on that port
 by their addresses. One socket shared by every worker does not: a burst of connections
 goes mostly to whichever worker is awake first (64 keep-alive connections were measured
 split 54 to 14), and with keep-alive clients that first share is what each worker serves
-from then on. The node keeps every socket open, so connections that arrive for a worker
+from then on. The node binds the sockets but does not listen on them: each worker
+calls ``listen`` once it can serve (``listen_when_ready``), so until then the kernel
+gives its share of connections to the workers that can (or, before any can, refuses
+them) instead of parking them behind a worker still importing its code. The node keeps
+every socket open, so once a worker has listened, connections that arrive while it is
 being restarted wait in its socket's backlog instead of being refused.
 """
 
@@ -16,7 +20,7 @@ import socket
 
 from twisted.internet.error import CannotListenError
 
-__all__ = ["bind_client_sockets", "family_name", "family_of"]
+__all__ = ["bind_client_sockets", "family_name", "family_of", "listen_when_ready"]
 
 _FAMILIES = {"inet": socket.AF_INET, "inet6": socket.AF_INET6}
 
@@ -32,7 +36,7 @@ def family_name(family: int) -> str:
 
 
 def bind_client_sockets(port: int, interface: str, count: int) -> list[socket.socket]:
-    """``count`` listening, non-blocking TCP sockets sharing ``interface`` (all IPv4
+    """``count`` bound (not yet listening), non-blocking TCP sockets sharing ``interface`` (all IPv4
     interfaces when empty, as ``listenTCP`` binds) and ``port``; ``CannotListenError``
     as ``listenTCP`` raises it, also when another process already listens there with
     ``SO_REUSEPORT`` (a probe without it is bound first), so two nodes never share a
@@ -49,10 +53,19 @@ def bind_client_sockets(port: int, interface: str, count: int) -> list[socket.so
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((interface, port))
-            sock.listen(socket.SOMAXCONN)
             sock.setblocking(False)  # Twisted requires it of an adopted port
     except OSError as error:
         for sock in sockets:
             sock.close()
         raise CannotListenError(interface, port, error) from None
     return sockets
+
+
+def listen_when_ready(fd: int, family: socket.AddressFamily) -> None:
+    """In a worker about to serve: start listening on its inherited socket ``fd`` (a
+    no-op for a socket that already listens, after a restart)."""
+    sock = socket.socket(family, socket.SOCK_STREAM, fileno=fd)
+    try:
+        sock.listen(socket.SOMAXCONN)
+    finally:
+        sock.detach()  # the descriptor stays the caller's

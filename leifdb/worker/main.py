@@ -32,7 +32,7 @@ from leifdb import __version__
 from leifdb.http import ApiSite, make_app
 from leifdb.worker.calls import WorkerSettings
 from leifdb.worker.forward import ForwardingRoot, NodeProxy
-from leifdb.worker.listen import family_of
+from leifdb.worker.listen import family_of, listen_when_ready
 from leifdb.worker.logs import LEVELS, worker_log_observer
 from leifdb.worker.remote import RelayedMetrics, RemoteService, RpcClient, RpcClientFactory
 
@@ -104,6 +104,7 @@ class Worker:
         self.site = ApiSite(root, limits=app.limits, revision=app.revision, metrics=metrics,
                             access_log=settings.access_log, reactor=self.reactor)
         self.site.noisy = False
+        listen_when_ready(self.args.listen_fd, family_of(self.args.family))
         self.port = self.reactor.adoptStreamPort(self.args.listen_fd,
                                                  family_of(self.args.family), self.site)
         os.close(self.args.listen_fd)

@@ -4,9 +4,10 @@ mode; one listening socket per worker, see ``leifdb.worker.listen``), serves the
 forwarded routes on an internal port (127.0.0.1, ephemeral), spawns the workers,
 restarts one that exits unexpectedly, and stops them on the way out.
 
-- Start: the start-up line (``announce``) is logged once the port listens and the
-  workers are spawned, as ``HttpService`` logs it once it listens: clients connecting
-  meanwhile wait in the listen backlogs for the workers to accept. Workers exiting
+- Start: the port is bound, the workers spawned; each listens once it can serve, and the
+  start-up line (``announce``) is logged when the first one does, as ``HttpService``
+  logs it once it listens (before that, connections are refused, as before any node
+  listens). Workers exiting
   before any of them served, ``MAX_START_FAILURES`` times in a row, is fatal (a broken
   installation), as a port in use is.
 - Crash: one warning line (exit status or signal, and the worker's last line on
@@ -119,6 +120,7 @@ class WorkerPool(Service):
         self.python = python
         self._on_fatal = on_fatal
         self._announce = announce
+        self._announced = False
         self._served = False  # some worker has served
         self._start_failures = 0
         self._stopping = False
@@ -147,6 +149,14 @@ class WorkerPool(Service):
         self.slots = [_Slot(index) for index in range(self.workers)]
         for slot in self.slots:
             self._spawn(slot)
+
+    def _announce_once(self) -> None:
+        """The start-up line, when the first worker listens: from then on the port
+        accepts, as in single-process mode once ``listenTCP`` returns (a worker's ready
+        message precedes its calls on the same socket, so nothing is served before it)."""
+        if self._announced:
+            return
+        self._announced = True
         if self._announce is not None:
             self._announce()
         else:
@@ -200,6 +210,7 @@ class WorkerPool(Service):
     def _ready(self, slot: _Slot) -> None:
         slot.ready = True
         self._served = True
+        self._announce_once()
 
     # -- a worker ended ------------------------------------------------------------------
 
