@@ -6,10 +6,11 @@ never accepts on it. Each worker gets a listening socket of its own on that port
 by their addresses. One socket shared by every worker does not: a burst of connections
 goes mostly to whichever worker is awake first (64 keep-alive connections were measured
 split 54 to 14), and with keep-alive clients that first share is what each worker serves
-from then on. The node binds the sockets but does not listen on them: each worker
-calls ``listen`` once it can serve (``listen_when_ready``), so until then the kernel
-gives its share of connections to the workers that can (or, before any can, refuses
-them) instead of parking them behind a worker still importing its code. The node keeps
+from then on. The node listens on the first socket at once, so the port accepts from
+the node's start as a single-process node's does (those connections wait for worker 0);
+the other sockets are only bound, and each of those workers calls ``listen`` once it can
+serve (``listen_when_ready``), so until then the kernel does not park its share of new
+connections behind a worker still importing its code. The node keeps
 every socket open, so once a worker has listened, connections that arrive while it is
 being restarted wait in its socket's backlog instead of being refused.
 """
@@ -36,8 +37,8 @@ def family_name(family: int) -> str:
 
 
 def bind_client_sockets(port: int, interface: str, count: int) -> list[socket.socket]:
-    """``count`` bound (not yet listening), non-blocking TCP sockets sharing ``interface`` (all IPv4
-    interfaces when empty, as ``listenTCP`` binds) and ``port``; ``CannotListenError``
+    """``count`` bound, non-blocking TCP sockets (the first one listening) sharing
+    ``interface`` (all IPv4 interfaces when empty, as ``listenTCP`` binds) and ``port``; ``CannotListenError``
     as ``listenTCP`` raises it, also when another process already listens there with
     ``SO_REUSEPORT`` (a probe without it is bound first), so two nodes never share a
     port by mistake."""
@@ -53,6 +54,8 @@ def bind_client_sockets(port: int, interface: str, count: int) -> list[socket.so
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((interface, port))
+            if len(sockets) == 1:  # worker 0's: the port accepts from now on
+                sock.listen(socket.SOMAXCONN)
             sock.setblocking(False)  # Twisted requires it of an adopted port
     except OSError as error:
         for sock in sockets:

@@ -4,10 +4,9 @@ mode; one listening socket per worker, see ``leifdb.worker.listen``), serves the
 forwarded routes on an internal port (127.0.0.1, ephemeral), spawns the workers,
 restarts one that exits unexpectedly, and stops them on the way out.
 
-- Start: the port is bound, the workers spawned; each listens once it can serve, and the
-  start-up line (``announce``) is logged when the first one does, as ``HttpService``
-  logs it once it listens (before that, connections are refused, as before any node
-  listens). Workers exiting
+- Start: the port is bound (and accepts: see ``leifdb.worker.listen``), the workers
+  spawned; each listens once it can serve, and the start-up line (``announce``) is
+  logged when the first one does. Workers exiting
   before any of them served, ``MAX_START_FAILURES`` times in a row, is fatal (a broken
   installation), as a port in use is.
 - Crash: one warning line (exit status or signal, and the worker's last line on
@@ -151,9 +150,8 @@ class WorkerPool(Service):
             self._spawn(slot)
 
     def _announce_once(self) -> None:
-        """The start-up line, when the first worker listens: from then on the port
-        accepts, as in single-process mode once ``listenTCP`` returns (a worker's ready
-        message precedes its calls on the same socket, so nothing is served before it)."""
+        """The start-up line, when the first worker serves (a worker's ready message
+        precedes its calls on the same socket, so nothing is served before the line)."""
         if self._announced:
             return
         self._announced = True

@@ -65,6 +65,7 @@ def running(cluster: LocalCluster, request) -> Iterator[LocalCluster]:
     try:
         cluster.start()
         cluster.wait_for_leader(LEADER_TIMEOUT)
+        cluster.wait_until_up(LEADER_TIMEOUT)  # every node's HTTP workers answer too
         yield cluster
     finally:
         cluster.stop(timeout=STOP_TIMEOUT)
