@@ -279,22 +279,33 @@ class LocalCluster:
         return self.pid(i) is not None
 
     def signal(self, i: int, sig: int) -> None:
+        """Send ``sig`` to node ``i``; SIGSTOP and SIGCONT go to its HTTP workers too (the
+        node drains and stops its workers itself on SIGTERM)."""
         pid = self.pid(i)
         if pid is None:
             raise RuntimeError(f"{self.nodes[i].name} is not running")
         os.kill(pid, sig)
+        if sig in (signal.SIGSTOP, signal.SIGCONT):
+            for worker in _children(pid):
+                _send(worker, sig)
 
     def kill(self, i: int) -> None:
-        """SIGKILL node ``i`` and wait until it is gone (its lock and ports are free)."""
+        """SIGKILL node ``i`` and its HTTP workers at once, as a crash of its machine
+        would, and wait until all are gone (its lock and ports are free: a worker that
+        outlived its node by a few milliseconds would reset connections, not refuse them)."""
         pid = self.pid(i)
         if pid is None:
             return
-        os.kill(pid, signal.SIGKILL)
+        workers = _children(pid)
+        for each in (pid, *workers):
+            _send(each, signal.SIGKILL)
         self._wait_exit(i, pid, STOP_TIMEOUT)
+        _wait_until(lambda: not any(_pid_alive(w) for w in workers), STOP_TIMEOUT, 0.02)
         self.nodes[i].pid_path.unlink(missing_ok=True)
 
     def pause(self, i: int) -> None:
-        """SIGSTOP: the node freezes as if its machine hung; ``resume`` undoes it."""
+        """SIGSTOP the node and its HTTP workers: it freezes as if its machine hung;
+        ``resume`` undoes it."""
         self.signal(i, signal.SIGSTOP)
 
     def resume(self, i: int) -> None:
@@ -585,6 +596,28 @@ def _read_pid(path: Path) -> int | None:
         return int(path.read_text().strip())
     except (OSError, ValueError):
         return None
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a node's HTTP workers), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
+
+
+def _send(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,10 +1,12 @@
 """Suite-wide settings.
 
-Nodes started by the tests run one HTTP worker process each (``LEIFDB_WORKERS=1``; a flag
-given by a test wins): every real-process test then goes through the worker path (RPC to
-the consensus process, forwarded routes) at a third of the start-up cost of the default
-(one worker per core: each worker imports the HTTP stack, ~0.5 s of CPU). ``tests/worker``
-starts nodes with ``--workers 2`` and ``--workers 0`` explicitly.
+Nodes started with this process's environment (the fault tests' clusters, the UI and
+client tests...) run one HTTP worker process each (``LEIFDB_WORKERS=1``; a flag given by a
+test wins): they go through the worker path (RPC to the consensus process, forwarded
+routes) at half the start-up cost of the default (each worker imports the HTTP stack,
+~0.5 s of CPU). Nodes started with ``tests.cluster.helpers.child_env`` (the cluster and
+API tests), which drops every LEIFDB_* setting, run the default, one worker per core;
+``tests/worker`` also runs ``--workers 0`` and ``--workers 2`` explicitly.
 """
 
 from __future__ import annotations

@@ -217,6 +217,8 @@ class _Upstream(HTTPClient):
 
 
 class _UpstreamFactory(ClientFactory):
+    noisy = False  # one connection per forwarded request: no "Starting factory" lines
+
     def __init__(self, forwarding: _Forwarding) -> None:
         self.forwarding = forwarding
 

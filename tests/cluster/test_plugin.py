@@ -174,6 +174,8 @@ def test_info_log_is_quiet_in_steady_state_and_sigterm_exits_0(make_node):
     for i in range(20):
         assert node.put(f"k{i}", "v") == 200
         assert http_request(node.url, "GET", f"/db/k{i}")[0] == 200
+        # forwarded by the workers to the node's internal port: no chatter either
+        assert http_request(node.url, "GET", "/health")[0] == 200
     assert node.log() == before  # no access log and no chatter at info level
     assert "HTTP API on 127.0.0.1:" in before
     assert node.terminate() == 0
