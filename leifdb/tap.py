@@ -30,32 +30,18 @@ re-raise the signal); one that times out ends with status 1.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import signal
 import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError, ReactorNotRunning
-from twisted.logger import (
-    FileLogObserver,
-    FilteringLogObserver,
-    ILogObserver,
-    LogLevel,
-    LogLevelFilterPredicate,
-    Logger,
-    eventAsJSON,
-    formatEvent,
-    textFileLogObserver,
-)
+from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
-from twisted.python.logfile import LogFile
 
 from leifdb import __version__, config
 from leifdb.config import ConfigError, build_config
@@ -64,6 +50,7 @@ from leifdb.join import ClusterJoin, JoinError
 from leifdb.metrics import NodeMetrics
 from leifdb.node import Node
 from leifdb.nodeconfig import NodeConfig
+from leifdb.nodelog import STARTED_FORMAT, filtered_log_observer, started_line_fields
 from leifdb.raft.messages import Member
 from leifdb.service.kvservice import KVService
 from leifdb.storage import DiskStorage, SnapshotStore
@@ -78,8 +65,7 @@ from leifdb.worker.pool import WorkerPool
 
 __all__ = [
     "ClusterJoin", "ExitStatus", "HttpService", "JoinError", "NodeLauncher", "NodeService",
-    "Options", "json_log_line", "makeService", "make_service", "started_line_fields",
-    "storage_file_system",
+    "Options", "makeService", "make_service", "storage_file_system",
 ]
 
 log = Logger(namespace="leifdb.tap")
@@ -92,14 +78,6 @@ DRAIN_SHARE = 0.3
 #: Of the stop timeout, what a leader may spend handing over before it stops anyway.
 TRANSFER_SHARE = 0.5
 USAGE_ERROR_STATUS = 2
-_LEVELS = {
-    "debug": LogLevel.debug,
-    "info": LogLevel.info,
-    "warn": LogLevel.warn,
-    "error": LogLevel.error,
-}
-
-
 # Start failures an operator can fix: reported as one line, without a traceback.
 _EXPECTED_START_ERRORS = (StorageError, CannotListenError, OSError, JoinError)
 
@@ -357,7 +335,7 @@ def makeService(options: Any) -> MultiService:
         node_config,
         reactor=reactor,
         exit_status=ExitStatus(),
-        log_observer=_filtered_log_observer(twistd_options, node_config.log_level,
+        log_observer=filtered_log_observer(twistd_options, node_config.log_level,
                                             node_config.log_format),
     )
 
@@ -581,66 +559,9 @@ def _stop_reactor(reactor: Any) -> None:
         pass
 
 
-def _filtered_log_observer(twistd_options: Any, level: str, log_format: str = "text") -> Any:
-    """The observer twistd would make by default (stdout with ``-n``, else ``--logfile`` or
-    ``twistd.log``), writing ``log_format`` (``text`` or ``json``: ``json_log_line``),
-    behind a ``LogLevelFilterPredicate`` at ``level``. None (twistd's own, unfiltered)
-    for ``--syslog``, ``--logger`` or when not run by twistd."""
-    if twistd_options is None or not hasattr(twistd_options, "get"):
-        return None
-    if twistd_options.get("syslog") or twistd_options.get("logger"):
-        return None
-    logfile = twistd_options.get("logfile") or ""
-    nodaemon = twistd_options.get("nodaemon")
-    if logfile == "-" and not nodaemon:
-        return None  # twistd refuses this itself, with its own message
-    out: IO[str] | LogFile
-    if logfile == "-" or (nodaemon and not logfile):
-        out = sys.stdout
-    else:
-        out = LogFile.fromFullPath(str(Path(logfile or "twistd.log")))
-    if log_format == "json":
-        inner = FileLogObserver(out, json_log_line)
-    else:
-        inner = textFileLogObserver(out)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[level])
-    return FilteringLogObserver(inner, [predicate])
-
-
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if isinstance(exc, _EXPECTED_START_ERRORS) else f"{type(exc).__name__}: {text}"
-
-
-STARTED_FORMAT = (
-    "LeifDB {version} started: node {node} of cluster {cluster_id}, data directory "
-    "{data_dir}, HTTP API on {http} (workers={workers}), Raft on {raft}, members {members}"
-)
-
-
-def started_line_fields(config: NodeConfig, members: tuple[Member, ...]) -> dict[str, Any]:
-    """The fields of the start-up line (``STARTED_FORMAT``): structured too, so a JSON
-    log carries each of them as its own key."""
-    bind = config.listen_interface or "*"
-    return {
-        "version": __version__,
-        "node": config.node_id,
-        "cluster_id": config.cluster_id,
-        "data_dir": str(config.data_dir),
-        "http": f"{bind}:{config.http_port}",
-        "http_address": config.http_address,
-        "workers": config.workers,
-        "raft": f"{bind}:{config.raft_listen_port}",
-        "members": ", ".join(_describe_member(m, config.node_id) for m in members),
-    }
-
-
-def _describe_member(member: Member, me: str) -> str:
-    text = member.raft_address if member.id == member.raft_address else (
-        f"{member.id}={member.raft_address}")
-    notes = [note for note, applies in (("learner", member.learner),
-                                        ("this node", member.id == me)) if applies]
-    return f"{text} ({', '.join(notes)})" if notes else text
 
 
 def _current_members(service: Any, config: NodeConfig) -> tuple[Member, ...]:
@@ -655,25 +576,3 @@ def _current_members(service: Any, config: NodeConfig) -> tuple[Member, ...]:
 
 def _node_id(node: Any) -> str:
     return getattr(getattr(node, "config", None), "node_id", "?")
-
-
-def json_log_line(event: dict[str, Any]) -> str:
-    """One log event as one line of JSON, for log shippers: ``time`` (ISO 8601, UTC),
-    ``level``, ``namespace`` and ``message`` (the formatted text), then the event's own
-    fields as ``eventAsJSON`` serializes them (what cannot be is ``{"unpersistable":
-    true}``), and ``traceback`` for a failure."""
-    level = event.get("log_level")
-    failure = event.get("log_failure")
-    record: dict[str, Any] = {
-        "time": datetime.fromtimestamp(event.get("log_time", time.time()), timezone.utc)
-        .isoformat(timespec="milliseconds"),
-        "level": getattr(level, "name", None),
-        "namespace": event.get("log_namespace"),
-        "message": formatEvent(event),
-    }
-    for key, value in json.loads(eventAsJSON(event)).items():
-        if not key.startswith("log_"):
-            record.setdefault(key, value)
-    if isinstance(failure, Failure):
-        record["traceback"] = failure.getTraceback()
-    return json.dumps(record, ensure_ascii=False) + "\n"

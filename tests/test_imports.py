@@ -41,6 +41,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "leifdb.restore": ("leifdb.kv", "leifdb.raft", "leifdb.storage", "leifdb.wire"),
     # The composition root wires everything.
     "leifdb.tap": ("leifdb", "twisted"),
+    # What a node logs (start line, JSON lines, the level filter), for the tap.
+    "leifdb.nodelog": ("leifdb", "twisted"),
     "leifdb.join": ("leifdb.client", "leifdb.nodeconfig", "leifdb.raft", "leifdb.wire",
                     "twisted"),
     "leifdb.http": ("leifdb.service.api", "leifdb.kv", "leifdb.errors", "leifdb.metrics",

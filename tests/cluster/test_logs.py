@@ -28,13 +28,13 @@ from leifdb.http import make_app, make_site
 from leifdb.http.site import redacted_target
 from leifdb.nodeconfig import NodeConfig
 from leifdb.raft.messages import Member
-from leifdb.tap import (
+from leifdb.nodelog import (
     STARTED_FORMAT,
-    NodeService,
-    _filtered_log_observer,
+    filtered_log_observer,
     json_log_line,
     started_line_fields,
 )
+from leifdb.tap import NodeService
 from leifdb.transport.connector import Reconnector, describe_loss
 from tests.cluster.helpers import child_env, eventually, free_ports
 from tests.http.client import Client, MemoryAgent, _BytesProducer
@@ -112,7 +112,7 @@ def test_the_target_keeps_the_path_and_the_parameter_names(target, shown):
 
 
 def test_json_format_writes_one_parseable_object_per_line(capsys):
-    observer = _filtered_log_observer({"nodaemon": True, "logfile": None}, "info", "json")
+    observer = filtered_log_observer({"nodaemon": True, "logfile": None}, "info", "json")
     log = Logger(namespace="leifdb.test", observer=observer)
     log.info("node {node} says {what!r}\non two lines", node="n1", what={"a": 1})
     log.debug("below the level")

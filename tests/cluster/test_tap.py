@@ -11,11 +11,11 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import FilteringLogObserver, Logger
 
 from leifdb.storage.errors import DataDirLocked
+from leifdb.nodelog import filtered_log_observer
 from leifdb.tap import (
     ExitStatus,
     HttpService,
     NodeService,
-    _filtered_log_observer,
     _settle_exit_status,
 )
 
@@ -186,7 +186,7 @@ def test_a_clean_stop_after_sigterm_exits_0_and_an_unclean_one_1():
 
 
 def test_log_level_filter_drops_events_below_the_level(capsys):
-    observer = _filtered_log_observer({"nodaemon": True, "logfile": None}, "warn")
+    observer = filtered_log_observer({"nodaemon": True, "logfile": None}, "warn")
     assert isinstance(observer, FilteringLogObserver)
     log = Logger(namespace="test", observer=observer)
     log.info("quiet info")
@@ -196,6 +196,6 @@ def test_log_level_filter_drops_events_below_the_level(capsys):
 
 
 def test_no_filter_when_twistd_logs_elsewhere():
-    assert _filtered_log_observer({"syslog": True}, "warn") is None
-    assert _filtered_log_observer({"logger": object()}, "warn") is None
-    assert _filtered_log_observer(None, "warn") is None
+    assert filtered_log_observer({"syslog": True}, "warn") is None
+    assert filtered_log_observer({"logger": object()}, "warn") is None
+    assert filtered_log_observer(None, "warn") is None
