@@ -16,13 +16,14 @@ shows the query's parameter names but never their values.
 from __future__ import annotations
 
 import io
+import re
 import time
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web import server
-from twisted.web.http import HTTPChannel
+from twisted.web.http import HTTPChannel, _parseRequestLine
 
 from leifdb.http.errors import ApiError, json_body
 from leifdb.http.limits import HttpLimits
@@ -35,6 +36,12 @@ from leifdb.metrics import NodeMetrics
 __all__ = ["ApiChannel", "ApiSite", "BoundedRequest", "make_site", "redacted_target"]
 
 access_log = Logger(namespace="leifdb.http.access")
+
+# ``_whole_request``: a header field name (an RFC 9110 token), bytes a value may not hold,
+# and the fields that need Twisted's own parser (Content-Length is taken when given once).
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_PARSER_FIELDS = frozenset({b"content-length", b"transfer-encoding"})
 
 _REASONS = {
     413: b"Content Too Large",
@@ -151,8 +158,80 @@ class ApiChannel(HTTPChannel):
         return not self._handlingRequest and self._reading_request_line and not self._buffer
 
     def dataReceived(self, data: bytes) -> None:
-        if not self._refused:
-            super().dataReceived(data)
+        if self._refused:
+            return
+        if self._at_request_boundary() and self._whole_request(data):
+            return
+        super().dataReceived(data)
+
+    def _at_request_boundary(self) -> bool:
+        """Between requests, with nothing buffered: where a segment holding one whole
+        request can be taken in one piece."""
+        return (self._reading_request_line and self.line_mode and not self._buffer
+                and not self._busyReceiving and not self._handlingRequest
+                and not self.paused and self.persistent)
+
+    def _whole_request(self, data: bytes) -> bool:
+        """Take ``data`` as one request when it is exactly one plain request (request
+        line, header fields, a body of its ``Content-Length``): a client that waits for
+        each answer sends each request in one segment, and Twisted's line-at-a-time parse
+        was an eighth of a key request's CPU in the HTTP layer (a PUT: 118 -> 103 us). Returns False, having consumed nothing, for
+        anything else (a partial or pipelined request, a chunked body, folded or
+        invalid header lines, any limit reached): Twisted's parser then takes it, with
+        the checks and answers above. What is taken goes through the same steps
+        that parser drives (``allHeadersReceived``, the body, ``allContentReceived``)."""
+        head_end = data.find(b"\r\n\r\n")
+        if head_end < 0:
+            return False
+        lines = data[:head_end].split(b"\r\n")
+        limits = self.site.http_limits
+        line = lines[0]
+        if len(line) > limits.max_request_line_bytes or b"\n" in line:
+            return False
+        try:
+            command, target, version = _parseRequestLine(line)
+        except ValueError:
+            return False
+        if len(lines) - 1 > limits.max_headers:
+            return False
+        fields = []
+        length: int | None = None
+        header_bytes = 0
+        for line in lines[1:]:
+            header_bytes += len(line)
+            name, colon, value = line.partition(b":")
+            if not colon or not _HEADER_NAME.fullmatch(name):
+                return False  # also a folded line (leading space) or a bare CR/LF in it
+            value = value.strip(b" \t")
+            if _BAD_VALUE.search(value):
+                return False
+            lower = name.lower()
+            if lower in _PARSER_FIELDS:
+                if lower != b"content-length" or length is not None or not value.isdigit():
+                    return False
+                length = int(value)
+            fields.append((name, value))
+        body_start = head_end + 4
+        length = length or 0
+        if header_bytes > limits.max_header_bytes or len(data) - body_start != length:
+            return False
+        self.resetTimeout()
+        request = self.requestFactory(self, len(self.requests))
+        self.requests.append(request)
+        headers = request.requestHeaders
+        for name, value in fields:
+            headers.addRawHeader(name, value)
+        self._command, self._path, self._version = command, target, version
+        self._method, self._target = command, target
+        self._reading_request_line = False
+        self.length = length
+        self.allHeadersReceived()
+        if self._refused:
+            return True
+        if length:
+            request.handleContentChunk(data[body_start:])
+        self.allContentReceived()
+        return True
 
     def lineReceived(self, line: bytes) -> None:
         limits = self.site.http_limits
