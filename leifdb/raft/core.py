@@ -444,8 +444,19 @@ class RaftCore(ElectionMixin, FollowerMixin, ReplicationMixin, ReadsMixin, Recon
         last = self.log.last_index()
         # Not heard from until it answers (the strict reconfiguration check counts on it).
         never = self.config.election_ticks
-        self._progress = {p: Progress(next_index=last + 1, contact_elapsed=never) for p in self._others()}
+        peers = set(self._others()) | self._removed_by_newest_change()
+        self._progress = {p: Progress(next_index=last + 1, contact_elapsed=never) for p in sorted(peers)}
         self._append_own(EntryType.NOOP, b"")
+
+    def _removed_by_newest_change(self) -> set[str]:
+        """The server the newest configuration change removed: the leader that committed
+        it may have gone before telling it so, and a removed server stops only once it
+        learns that (``_prune_departed`` lets it go once it answered, or after a grace)."""
+        index = self._configs.current_index
+        if index == 0:
+            return set()
+        before = self._configs.configuration_before(index).members()
+        return set(before) - set(self._configs.current.members()) - {self.id}
 
     def _append_own(self, entry_type: EntryType, data: bytes) -> tuple[int, int]:
         index = self.log.last_index() + 1

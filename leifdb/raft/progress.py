@@ -14,6 +14,22 @@ class ProgressState(enum.Enum):
 
 
 @dataclass
+class Departure:
+    """A server a committed change removed, which the leader still replicates to until it
+    learned that the change committed (it stops only once it applies its removal).
+
+    ``index``: the commit index it must learn. ``seq``: the leader's round (``read_seq``)
+    from which every message to it carries a commit index of at least ``index``, so an
+    answer echoing a round as new as ``seq``, with a match of at least ``index``, proves it
+    learned it. ``ticks``: heartbeat ticks since, to give up on a dead server."""
+
+    index: int
+    seq: int
+    ticks: int = 0
+    told: bool = False
+
+
+@dataclass
 class Progress:
     """A leader's view of one follower (``next_index``, ``match_index`` of Figure 2)."""
 
@@ -29,6 +45,7 @@ class Progress:
     snapshot_offset: int = 0
     snapshot_idle_ticks: int = 0
     contact_elapsed: int = 0  # ticks since the follower last answered
+    departure: Departure | None = None  # set once a committed change removed it
 
     def heard_from(self) -> None:
         self.recent_active = True

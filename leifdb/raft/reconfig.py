@@ -12,9 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leifdb.raft.membership import ConfigChangeRefused, NotLeader, single_change
-from leifdb.raft.messages import Configuration, Entry, EntryType, Role, TimeoutNow
-from leifdb.raft.progress import Progress
+from leifdb.raft.messages import AppendEntriesReply, Configuration, Entry, EntryType, Role, TimeoutNow
+from leifdb.raft.progress import Departure, Progress
 from leifdb.raft.quorum import majority
+
+#: A removed server that never shows it learned that its removal committed is given up
+#: once it has been silent for an election timeout, and no sooner than this many election
+#: timeouts after the leader knew the removal committed (a slow or restarting server still
+#: hears of it; a dead one is not replicated to for ever).
+DEPARTED_GRACE_TIMEOUTS = 10
 
 
 @dataclass(frozen=True)
@@ -61,16 +67,42 @@ class ReconfigMixin:
 
     def _prune_departed(self) -> None:
         """Stop replicating to removed servers once their removal committed and they
-        have it (or have been silent for an election timeout)."""
-        members = self._configs.current.members()
+        answered a message whose commit index covers it. Holding the CONFIG entry is not
+        enough: the append that carried it had an older commit index, and a removed server
+        stops only once it applies its removal, so the message telling it so may be the
+        one that was lost. A server silent past ``DEPARTED_GRACE_TIMEOUTS`` is given up."""
         since = self._configs.current_index
         if since > self.commit_index:
             return
-        for peer in [p for p in self._progress if p not in members]:
+        members = self._configs.current.members()
+        departed = [p for p in self._progress if p not in members]
+        if not departed:
+            return
+        fresh = [p for p in departed if self._progress[p].departure is None]
+        if fresh:
+            # A new round: every message from now on carries a commit index of at least
+            # ``since``, and followers echo the round's number (``read_seq``) in their
+            # answers, so an answer can be told from one to an older message.
+            self._read_seq += 1
+            for peer in fresh:
+                self._progress[peer].departure = Departure(since, self._read_seq)
+        grace = DEPARTED_GRACE_TIMEOUTS * self.config.election_ticks
+        for peer in departed:
             pr = self._progress[peer]
-            if pr.match_index >= since or pr.contact_elapsed >= self.config.election_ticks:
+            departure = pr.departure
+            departure.ticks += self.config.heartbeat_ticks
+            silent = pr.contact_elapsed >= self.config.election_ticks
+            if departure.told or (departure.ticks >= grace and silent):
                 del self._progress[peer]
                 self._membership_dirty = True
+
+    def _departed_answered(self, pr: Progress, msg: AppendEntriesReply) -> None:
+        """A successful answer (of a removed server) to a message sent in its departure's
+        round or later, matching at least the removal: the server's commit index now
+        covers its removal (the follower commits up to min(leader commit, match))."""
+        departure = pr.departure
+        if departure is not None and msg.read_seq >= departure.seq and msg.match_index >= departure.index:
+            departure.told = True
 
     def _track_appended(self, entries: list[Entry]) -> None:
         if self._configs.appended(entries):
@@ -82,14 +114,16 @@ class ReconfigMixin:
         through ``Ready.membership``."""
         self._membership_dirty = True
         if self.role is Role.LEADER:
-            # A removed server keeps getting appends until it has the entry that removes
-            # it and knows it committed (``_prune_departed``): so it learns it is out.
+            # A removed server keeps getting appends until it knows that the entry that
+            # removes it committed (``_prune_departed``): so it learns it is out.
             # A server the change adds starts probing at the CONFIG entry just appended:
             # one past it, nothing would be sent until the next proposal.
             last = self.log.last_index()
             wanted = set(self._others())
             for peer in wanted - set(self._progress):
                 self._progress[peer] = Progress(next_index=last, contact_elapsed=self.config.election_ticks)
+            for peer in wanted & set(self._progress):
+                self._progress[peer].departure = None  # a member again
             if self._transfer_to is not None and self._transfer_to not in self._configs.current.voters:
                 self._transfer_to = None
         elif self.role is Role.CANDIDATE and not self._promotable():

@@ -128,6 +128,7 @@ class ReplicationMixin:
             pr.read_seq_acked = msg.read_seq
             self._release_reads()
         if msg.success:
+            self._departed_answered(pr, msg)
             if msg.match_index > pr.match_index:
                 pr.match_index = msg.match_index
                 pr.stalled_ticks = 0

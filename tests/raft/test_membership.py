@@ -27,6 +27,7 @@ from leifdb.raft.messages import (
     SnapshotMeta,
     TimeoutNow,
 )
+from leifdb.raft.reconfig import DEPARTED_GRACE_TIMEOUTS
 from tests.raft.harness import Net, decode_configuration, membership
 
 ABC = ("a", "b", "c")
@@ -400,7 +401,96 @@ def test_a_removed_server_gets_appends_until_it_has_its_removal():
     assert a.replicating_to() == frozenset({"b"})
 
 
-def test_a_removed_server_silent_for_an_election_timeout_is_given_up():
+def lost_commit_net() -> tuple[Net, int]:
+    """a removes c; c receives the CONFIG entry and acknowledges it, but every message from
+    a after that is lost: c holds its removal without knowing that it committed."""
+    net = leader_net()
+    a, c = net.cores["a"], net.cores["c"]
+    index, _ = a.propose_membership(membership(("a", "b")))
+    assert net.deliver_until(lambda: c.log.last_index() >= index)
+    net.cut |= {("a", "c")}
+    net.deliver_all()
+    assert a.commit_index == index and "c" not in a.peer_views()
+    assert c_acknowledged(net, index) and c.commit_index < index
+    return net, index
+
+
+def c_acknowledged(net: Net, index: int) -> AppendEntriesReply:
+    """c's successful answer to the append that brought it entry ``index``."""
+    return next(
+        m for m in net.sent
+        if isinstance(m, AppendEntriesReply) and m.src == "c" and m.success and m.match_index >= index
+    )
+
+
+def test_a_removed_server_gets_appends_until_it_learns_its_removal_committed():
+    """Holding the entry is not enough: a removed server stops only once it applies its
+    removal, so the leader replicates to it until it answered a message whose commit
+    index covers the removal (the commit index it was last sent may have been lost)."""
+    net, index = lost_commit_net()
+    a, c = net.cores["a"], net.cores["c"]
+    net.rounds("a", 3)
+    assert "c" in a.replicating_to() and c.commit_index < index
+
+    net.heal()
+    net.rounds("a", 2)
+    assert c.commit_index >= index
+    assert [e.index for e in net.applied["c"] if e.type is EntryType.CONFIG][-1] == index
+    net.rounds("a", 1)
+    assert a.replicating_to() == frozenset({"b"})
+
+
+def test_an_answer_to_a_message_sent_before_the_commit_does_not_tell_the_leader_it_was_learned():
+    """A late answer of c to an append that carried an older commit index (here: its reply
+    to the CONFIG entry, delivered again) says nothing of what c knows now."""
+    net, index = lost_commit_net()
+    a, c = net.cores["a"], net.cores["c"]
+    ack = c_acknowledged(net, index)
+    net.rounds("a", 1)  # the round that would tell c, lost
+    a.step(ack)
+    net.rounds("a", 1)
+    assert "c" in a.replicating_to() and c.commit_index < index
+
+
+def test_a_new_leader_tells_a_removed_server_what_the_old_leader_did_not():
+    """a commits the removal of d, which has the entry but never hears that it committed;
+    a goes away. The next leader replicates to d too, so d still learns it is out."""
+    net = Net(["a", "b", "c", "d"])
+    net.elect("a")
+    a, b, d = net.cores["a"], net.cores["b"], net.cores["d"]
+    index, _ = a.propose_membership(membership(("a", "b", "c")))
+    assert net.deliver_until(lambda: d.log.last_index() >= index)
+    net.cut |= {("a", "d")}
+    net.deliver_all()
+    net.rounds("a", 1)
+    assert a.commit_index >= index and b.commit_index >= index and d.commit_index < index
+    net.isolate("a")
+    net.elect("b")
+    assert "d" in b.replicating_to()
+    net.rounds("b", 3)
+    assert d.commit_index >= index
+    assert b.replicating_to() == frozenset({"a", "c"})
+
+
+def test_a_removed_server_cut_off_for_several_election_timeouts_still_learns_its_removal():
+    """A removed server that is slow, restarting or cut off for a while when its removal
+    commits is not given up after one election timeout of silence: it hears of it later."""
+    net = leader_net()
+    a, c = net.cores["a"], net.cores["c"]
+    net.isolate("c")
+    index, _ = a.propose_membership(membership(("a", "b")))
+    net.rounds("a", 3 * a.config.election_ticks)
+    assert a.commit_index == index and "c" in a.replicating_to()
+
+    net.heal()
+    net.rounds("a", 3)
+    assert c.commit_index >= index and a.replicating_to() == frozenset({"b"})
+
+
+def test_a_removed_server_silent_for_the_grace_period_is_given_up():
+    """A dead removed server is not replicated to for ever: once the removal has been
+    committed for ``DEPARTED_GRACE_TIMEOUTS`` election timeouts and it has been silent
+    for one, the leader lets it go."""
     net = leader_net()
     a = net.cores["a"]
     net.isolate("c")
@@ -408,9 +498,10 @@ def test_a_removed_server_silent_for_an_election_timeout_is_given_up():
     net.tick("a")
     net.deliver_all()
     assert a.commit_index == index and "c" in a.replicating_to()
-    for _ in range(a.config.election_ticks + 1):
-        net.tick("a")
-        net.deliver_all()
+    grace = DEPARTED_GRACE_TIMEOUTS * a.config.election_ticks // a.config.heartbeat_ticks
+    net.rounds("a", grace - 1)
+    assert "c" in a.replicating_to()
+    net.rounds("a", 1)
     assert a.replicating_to() == frozenset({"b"})
 
 

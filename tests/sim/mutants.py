@@ -803,6 +803,22 @@ def _vote_lease_ignored(self: RaftCore, msg: RequestVote) -> bool:
     return False
 
 
+def _departed_pruned_once_it_holds_its_removal(self: RaftCore) -> None:
+    """Removals: the leader stops replicating to a removed server as soon as it holds the
+    CONFIG entry that removes it (or has been silent for one election timeout), though the
+    append that carried it had an older commit index: if the message carrying the newer one
+    is lost, the server never learns that it was removed and never stops."""
+    members = self._configs.current.members()
+    since = self._configs.current_index
+    if since > self.commit_index:
+        return
+    for peer in [p for p in self._progress if p not in members]:
+        pr = self._progress[peer]
+        if pr.match_index >= since or pr.contact_elapsed >= self.config.election_ticks:
+            del self._progress[peer]
+            self._membership_dirty = True
+
+
 # ---------------------------------------------------------------------- the table
 
 
@@ -966,6 +982,11 @@ MUTANTS = (
            "Learners: never counted toward a majority",
            caught_by=(HUNT, f"{_MEMBERS}:test_a_learners_acknowledgement_does_not_count_toward_commit"),
            hunt="membership"),
+    Mutant("departed_pruned_once_it_holds_its_removal", "_prune_departed", _departed_pruned_once_it_holds_its_removal,
+           "Removals: replicate to a removed server until it learned that its removal committed",
+           caught_by=(f"{_RECONFIG}:test_a_removed_server_learns_that_its_removal_committed_when_that_news_is_lost",
+                      f"{_RECONFIG}:test_removed_servers_learn_of_their_removal_among_message_faults",
+                      f"{_MEMBERS}:test_a_removed_server_gets_appends_until_it_learns_its_removal_committed")),
     Mutant("pre_vote_bumps_term", "_pre_campaign", _pre_vote_bumps_term, "PreVote: a pre-vote changes no term",
            caught_by=(f"{_PREVOTE}:test_pre_vote_keeps_a_partitioned_node_from_deposing_the_leader",)),
     Mutant("vote_lease_ignored", "_in_vote_lease", _vote_lease_ignored,

@@ -7,6 +7,9 @@ the leader refuses it for good; a retryable refusal (no entry of the leader's te
 committed yet, another change uncommitted, a learner still catching up) is retried on the
 next step, as the admin API's client would. Now and then a change that fails the
 leader's quorum check is forced. All choices come from the given ``rng``.
+
+``check_removals_learned`` is the liveness of removals: once the network heals, every
+live server a committed change removed learns that it committed (applies it and stops).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from leifdb.raft.core import ConfigChangeRefused
 from leifdb.raft.messages import Configuration, EntryType
 from tests.raft.harness import decode_configuration
 from tests.sim.cluster import Cluster
+from tests.sim.invariants import Violation
 
 ADD, PROMOTE, REMOVE = "add", "promote", "remove"
 
@@ -115,3 +119,35 @@ def _after(current: Configuration, kind: str, server: str) -> tuple[set[str], se
         voters.discard(server)
         learners.discard(server)
     return voters, learners
+
+
+def removed_but_unaware(cluster: Cluster) -> list[str]:
+    """Live servers that were members of a committed configuration (or of the bootstrap
+    list) and are not in the newest committed one, yet have not applied their removal."""
+    ever = set(cluster.bootstrap)
+    for entry in cluster.checker.committed:
+        if entry.type is EntryType.CONFIG:
+            ever |= decode_configuration(entry.data).members()
+    gone = ever - cluster.committed_members()
+    return sorted(n.id for n in cluster.up() if n.id in gone)
+
+
+def check_removals_learned(cluster: Cluster, budget_ms: float | None = None) -> None:
+    """Heal the network and stop ambient faults; then every live server a committed change
+    removed must learn that the change committed, and stop, within ``budget_ms`` (default:
+    ten of the longest election timeouts). The leader keeps replicating to a removed
+    server until it has shown it learned that; it gives up only on one silent for its
+    grace period (``leifdb.raft.reconfig.DEPARTED_GRACE_TIMEOUTS``), which the caller must
+    not have cut off that long. Raises a ``liveness`` ``Violation``."""
+    cluster.heal()
+    cluster.network.set_fault_rates()
+    budget = budget_ms if budget_ms is not None else 10 * cluster.options.election_timeout_ms
+    if not cluster.run_until(lambda: not removed_but_unaware(cluster), budget):
+        leader = cluster.leader()
+        raise cluster._annotate(
+            Violation(
+                f"liveness: removed servers {removed_but_unaware(cluster)} never learned that their "
+                f"removal committed within {budget}ms of healing (leader {leader.id if leader else None} "
+                f"replicates to {sorted(leader.core.replicating_to()) if leader else []})"
+            )
+        )

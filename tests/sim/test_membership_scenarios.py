@@ -13,10 +13,14 @@ with the 2015 rule removed and requires the checker to fail.
 
 from __future__ import annotations
 
+import random
+
 from leifdb.raft.core import ConfigChangeRefused
 from leifdb.raft.messages import Configuration, RequestVote, Role
-from tests.sim.chaos import MODES
+from leifdb.raft.reconfig import DEPARTED_GRACE_TIMEOUTS
+from tests.sim.chaos import FAULT_LEVELS, MODES
 from tests.sim.cluster import Cluster, SimOptions
+from tests.sim.reconfig import check_removals_learned
 
 FOUR = ["n1", "n2", "n3", "n4"]
 FIVE = FOUR + ["n5"]
@@ -146,9 +150,14 @@ def test_a_learner_far_behind_catches_up_by_snapshot_and_is_promoted():
     cluster.check_liveness(restart_crashed=False)
 
 
+def grace_ms(options: SimOptions) -> int:
+    """Longer than the leader keeps replicating to a silent removed server."""
+    return (DEPARTED_GRACE_TIMEOUTS + 2) * options.election_ticks * (options.tick_ms + options.tick_jitter_ms)
+
+
 def test_a_removed_server_that_missed_its_removal_does_not_disturb_the_others():
-    """c is removed while cut off, and comes back without the entry: with PreVote and the
-    vote lease its campaigns change nobody's term."""
+    """c is removed while cut off, and comes back without the entry after the leader gave
+    it up: with PreVote and the vote lease its campaigns change nobody's term."""
     cluster = Cluster(fixed_latency(3, **MODES["available"]), seed=11)
     assert cluster.run_until(lambda: cluster.leader() is not None, 5000)
     leader = cluster.leader()
@@ -157,7 +166,7 @@ def test_a_removed_server_that_missed_its_removal_does_not_disturb_the_others():
     cluster.isolate(gone)
     stay = sorted(i for i in cluster.nodes if i != gone)
     assert isinstance(cluster.change_membership(leader.id, stay, force=True), tuple)
-    cluster.run_for(3 * cluster.options.election_timeout_ms)
+    cluster.run_for(grace_ms(cluster.options))
     term = leader.core.term
     assert leader.core.role is Role.LEADER and gone not in leader.core.replicating_to()
 
@@ -167,3 +176,51 @@ def test_a_removed_server_that_missed_its_removal_does_not_disturb_the_others():
     assert leader.core.role is Role.LEADER and leader.core.term == term
     assert cluster.nodes[gone].core.role is not Role.LEADER
     cluster.check_liveness()
+
+
+def test_a_removed_server_learns_that_its_removal_committed_when_that_news_is_lost():
+    """The removed follower acknowledges the CONFIG entry, then everything the leader sends
+    it is lost for a few heartbeats (the commit index that covers the removal among it).
+    When the network heals it still learns that its removal committed, and stops: the
+    leader replicates to it until it answered a message carrying that commit index."""
+    cluster = Cluster(fixed_latency(3, **MODES["available"]), seed=13)
+    assert cluster.run_until(lambda: cluster.leader() is not None, 5000)
+    leader = cluster.leader()
+    cluster.run_for(300)
+    gone = cluster.nodes[next(i for i in sorted(cluster.nodes) if i != leader.id)]
+    stay = sorted(i for i in cluster.nodes if i != gone.id)
+
+    result = cluster.change_membership(leader.id, stay)
+    assert isinstance(result, tuple)
+    index, _ = result
+    assert cluster.run_until(lambda: gone.core.log.last_index() >= index, 1000)
+    cluster.cut_one_way(leader.id, gone.id)
+    assert cluster.run_until(lambda: leader.core.commit_index >= index, 1000)
+    cluster.run_for(5 * cluster.options.tick_ms)
+    assert gone.up and gone.core.commit_index < index
+
+    check_removals_learned(cluster)
+    assert gone.removed
+    assert cluster.run_until(lambda: gone.id not in leader.core.replicating_to(), 3 * cluster.options.tick_ms)
+    cluster.check_liveness()
+
+
+def test_removed_servers_learn_of_their_removal_among_message_faults():
+    """Followers removed one after another on a lossy network (drops, duplicates, delays;
+    no partition, so none is silent for the leader's grace period) all learn that their
+    removal committed once the network heals."""
+    for seed in range(4):
+        rng = random.Random(seed)
+        cluster = Cluster(SimOptions(nodes=5, **MODES["available"]), seed=seed)
+        cluster.network.set_fault_rates(*FAULT_LEVELS["chaos"])
+        for _ in range(3):
+            assert cluster.run_until(lambda: cluster.leader() is not None, 20_000), seed
+            leader = cluster.leader()
+            voters = sorted(leader.core.configuration().voters)
+            gone = rng.choice([v for v in voters if v != leader.id])
+            stay = [v for v in voters if v != gone]
+            assert cluster.run_until(lambda: isinstance(cluster.change_membership(leader.id, stay), tuple), 5000)
+            cluster.run_for(rng.randrange(100, 2000))
+        cluster.check_liveness()  # the last removal commits too
+        assert cluster.committed_members() == set(stay), seed
+        check_removals_learned(cluster)
