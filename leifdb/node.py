@@ -408,33 +408,37 @@ class Node:
         than the one that made it a member, ``identity.joined_index``) means this node
         was removed: it remembers that in its data directory and stops, so it can never
         rejoin with this state."""
-        joined = self.identity.joined_index if self.identity is not None else 0
         for entry in committed:
-            if entry.type is not EntryType.CONFIG:
-                continue
-            try:
-                members = decode_membership(entry.data)
-            except DecodeError:
-                continue
-            ids = {m.id for m in members}
-            if self.pins is not None:
-                for added in ids - self._committed_member_ids:
-                    self.pins.clear(added)
-            self._committed_member_ids = ids
-            if entry.index <= joined:
-                continue
-            if self.node_id in ids:
-                self._been_member = True
-            elif self._been_member and not self.removed:
-                self.removed = True
-                log.error(
-                    "Node {node} was removed from the cluster (entry {index}); stopping. "
-                    "To bring it back: wipe its data directory and add it again",
-                    node=self.node_id, index=entry.index,
-                )
-                if self.identity is not None:
-                    self.identity.mark_removed()
-                self.reactor.callLater(0, self._leave)
+            if entry.type is EntryType.CONFIG:
+                self._config_committed(entry.index, entry.data)
+
+    def _config_committed(self, index: int, data: bytes) -> None:
+        """The membership ``data`` is committed at ``index``: from a CONFIG entry, or from
+        a snapshot installed from the leader (a removed node that catches up that way
+        never applies the entry that removed it)."""
+        try:
+            members = decode_membership(data)
+        except DecodeError:
+            return
+        ids = {m.id for m in members}
+        if self.pins is not None:
+            for added in ids - self._committed_member_ids:
+                self.pins.clear(added)
+        self._committed_member_ids = ids
+        if index <= (self.identity.joined_index if self.identity is not None else 0):
+            return
+        if self.node_id in ids:
+            self._been_member = True
+        elif self._been_member and not self.removed:
+            self.removed = True
+            log.error(
+                "Node {node} was removed from the cluster (entry {index}); stopping. "
+                "To bring it back: wipe its data directory and add it again",
+                node=self.node_id, index=index,
+            )
+            if self.identity is not None:
+                self.identity.mark_removed()
+            self.reactor.callLater(0, self._leave)
 
     def _leave(self) -> None:
         """Stop after our removal. A removed leader first finishes handing over (the
@@ -518,9 +522,11 @@ class Node:
         if installed is not None and installed[1]:
             # Ready order: a completed snapshot replaces the state machine before the
             # committed entries that follow it are applied on top.
-            meta, _ok, restored, _membership = installed
+            meta, _ok, restored, membership = installed
             self.application.install_snapshot(restored)
             self._snapshot_meta = meta
+            if membership:
+                self._config_committed(meta.last_included_index, membership)
             log.info("Installed snapshot {index} from the leader", index=meta.last_included_index)
             if self._observer is not None:
                 self._observer.snapshot_received(meta.size)

@@ -1047,6 +1047,29 @@ def test_a_snapshot_and_later_committed_entries_in_one_ready_are_all_applied():
     assert service.kv.get("k5") == Item("k5", "v5", 5, 5)
 
 
+def _install_snapshot_of(node: Node, members: tuple[Member, ...]) -> None:
+    """The leader n1 sends n2 a snapshot at index 3 whose membership is ``members``."""
+    snapshot = KVStore()
+    for i in range(1, 4):
+        snapshot.apply(i, Put(f"k{i}", "v"))
+    buffer = io.BytesIO()
+    snapshot.write_snapshot(buffer, encode_membership(members))
+    data = buffer.getvalue()
+    node.receive(InstallSnapshot("n1", "n2", 1, 3, 1, 0, data, True, crc32c(data), len(data)), "n1:8000")
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_a_node_that_catches_up_by_a_snapshot_without_itself_knows_it_was_removed(kept):
+    """A removed node that was behind gets the leader's snapshot, taken after its removal,
+    and never applies the CONFIG entry that removed it: the snapshot's membership tells it."""
+    clock, node, service = _lone_follower()
+    members = node.config.members if kept else tuple(m for m in node.config.members if m.id != "n2")
+    _install_snapshot_of(node, members)
+    _run(clock, 1.0)
+    assert service.kv.applied_index == 3
+    assert node.removed is not kept
+
+
 def test_a_read_index_reply_meant_for_a_previous_incarnation_is_not_taken():
     """Read ids restart at 1 when a node restarts, so a ReadIndexReply computed for the
     previous incarnation's read 1 answers the new incarnation's read 1: the read is served
