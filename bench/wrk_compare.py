@@ -445,6 +445,7 @@ class Run:
     cpu_s: float
     cpu_us_per_req: float
     leader_cpu_s: float
+    leader_children_cpu_s: float  # the leader's forked processes (LeifDB's HTTP workers)
     processes: int
     wrk_cpu_s: float
     wrk_cpu_us_per_req: float
@@ -474,10 +475,13 @@ def measure(system: System, others: Sequence[System], wrk: WrkRunner, workload: 
     after_leader = system.leader()
 
     cpu = (tree_ticks(after) - tree_ticks(before)) / CLK_TCK
-    leader_cpu = 0.0
+    leader_cpu = leader_children_cpu = 0.0
     if leader.pid in before and leader.pid in after:
         leader_cpu = (tree_ticks({leader.pid: after[leader.pid]})
                       - tree_ticks({leader.pid: before[leader.pid]})) / CLK_TCK
+        leader_tree = (tree_ticks(process_tree([leader.pid], after))
+                       - tree_ticks(process_tree([leader.pid], before))) / CLK_TCK
+        leader_children_cpu = leader_tree - leader_cpu
     requests = int(result["requests"])
     duration = result["duration_us"] / 1e6
     problems = []
@@ -500,6 +504,7 @@ def measure(system: System, others: Sequence[System], wrk: WrkRunner, workload: 
         p50_ms=result["p50_us"] / 1000, p90_ms=result["p90_us"] / 1000,
         p99_ms=result["p99_us"] / 1000, max_ms=result["max_us"] / 1000,
         cpu_s=cpu, cpu_us_per_req=cpu * per_req, leader_cpu_s=leader_cpu,
+        leader_children_cpu_s=leader_children_cpu,
         processes=len(after), wrk_cpu_s=wrk_cpu, wrk_cpu_us_per_req=wrk_cpu * per_req,
         wrk_cores=wrk_cpu / elapsed, other_cores=other_cores,
         non_2xx=int(result["status"]),
@@ -508,13 +513,24 @@ def measure(system: System, others: Sequence[System], wrk: WrkRunner, workload: 
     )
 
 
+def cpu_split(run: Run) -> str:
+    """Where the cluster's CPU per request went: the leader's process, the processes it
+    forked (LeifDB's HTTP workers), and the rest (the followers and theirs)."""
+    per_req = 1e6 / run.requests if run.requests else float("nan")
+    own = run.leader_cpu_s * per_req
+    forked = run.leader_children_cpu_s * per_req
+    rest = run.cpu_us_per_req - own - forked
+    workers = f" + its workers {forked:.0f}" if run.leader_children_cpu_s else ""
+    return f"leader {own:.0f}{workers} + others {rest:.0f}"
+
+
 def describe(run: Run) -> str:
     errors = f", {run.errors} errors" if run.errors else ""
     flag = f"  !! {'; '.join(run.problems)}" if run.problems else ""
     return (f"  r{run.repeat} {run.system:<6} {run.workload:<5} c={run.conns:<3} "
             f"{run.rps:>8,.0f} req/s  p50 {run.p50_ms:6.2f} ms  p99 {run.p99_ms:6.1f} ms  "
-            f"CPU {run.cpu_us_per_req:5.0f} us/req ({run.processes} procs)  wrk "
-            f"{run.wrk_cpu_us_per_req:4.1f} us/req {run.wrk_cores:.2f} cores{errors}{flag}")
+            f"CPU {run.cpu_us_per_req:5.0f} us/req ({run.processes} procs: {cpu_split(run)})  "
+            f"wrk {run.wrk_cpu_us_per_req:4.1f} us/req {run.wrk_cores:.2f} cores{errors}{flag}")
 
 
 # --- the table ---------------------------------------------------------------------------
