@@ -31,10 +31,11 @@ from leifdb.http.paths import REVISION_HEADER, is_key_api
 from leifdb.http.routing import declared_query, match_endpoint, methods_for
 from leifdb.service.api import Service
 
-__all__ = ["ApiRoot", "EXPOSED_HEADERS", "KEY_ROUTE", "key_endpoint"]
+__all__ = ["ApiRoot", "EXPOSED_HEADERS", "KEY_ROUTE", "TOKEN", "key_endpoint"]
 
 EXPOSED_HEADERS = b"ETag, Location, Retry-After, X-LeifDB-Revision"
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# An RFC 9110 token: a method, or a header field name (``ApiChannel._whole_request``).
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PREFLIGHT_VARY = [b"Origin", b"Access-Control-Request-Method", b"Access-Control-Request-Headers"]
 
 # The key routes (``/db/<key:key>``), the API's hot path, dispatched here without
@@ -136,7 +137,7 @@ class ApiRoot(Resource):
     def _check_target(self, request: IRequest) -> str:
         """The decoded path, after checking what Klein would otherwise answer with a
         plain-text 400 or an exception: method, path and query encoding."""
-        if not _TOKEN.fullmatch(request.method):
+        if not TOKEN.fullmatch(request.method):
             raise ApiError(400, "invalid request method")
         raw_path, raw_query = split_uri(request.uri)
         path = decode_component(raw_path, "path")
