@@ -92,6 +92,8 @@ GET = b"GET /db/k HTTP/1.1\r\n"
 
 @settings(max_examples=300, deadline=None)
 @given(requests())
+@example(GET + b"Bad Header: v\r\n\r\n")  # not a token: no spaces in a field name
+@example(GET + b"N\x00me: v\r\n\r\n")
 @example(GET + b"X: a\rb\r\n\r\n")
 @example(GET + b"X: a\x00b\r\n\r\n")
 @example(GET + b"Content-Length: 0\r\ncontent-length: 0\r\n\r\n")
