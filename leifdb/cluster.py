@@ -24,27 +24,27 @@ with ``set_join`` (a replacement on a wiped data directory), start with ``--join
 
 from __future__ import annotations
 
-import argparse
-import http.client
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from leifdb.client import Client
+from leifdb.client.blocking import send_once
+from leifdb.client.protocol import ConnectFailed, NoAnswer, Request, Send
+from leifdb.localprocs import (
+    HOST, children_of, free_ports, pid_alive, read_pid, send_signal, send_term, wait_until,
+)
 
-__all__ = ["LocalCluster", "NodeSpec", "free_ports", "http_request", "main", "twistd_command"]
+__all__ = ["LocalCluster", "NodeSpec", "free_ports", "http_request", "twistd_command"]
 
-HOST = "127.0.0.1"
 LEADER_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 STATE_FILE = "cluster.json"
@@ -272,7 +272,7 @@ class LocalCluster:
         proc = self._procs.get(i)
         if proc is not None:
             return proc.pid if proc.poll() is None else None
-        pid = _read_pid(self.nodes[i].pid_path)
+        pid = read_pid(self.nodes[i].pid_path)
         return pid if pid is not None and _is_node_process(pid, self.nodes[i]) else None
 
     def is_running(self, i: int) -> bool:
@@ -286,8 +286,8 @@ class LocalCluster:
             raise RuntimeError(f"{self.nodes[i].name} is not running")
         os.kill(pid, sig)
         if sig in (signal.SIGSTOP, signal.SIGCONT):
-            for worker in _children(pid):
-                _send(worker, sig)
+            for worker in children_of(pid):
+                send_signal(worker, sig)
 
     def kill(self, i: int) -> None:
         """SIGKILL node ``i`` and its HTTP workers at once, as a crash of its machine
@@ -296,11 +296,11 @@ class LocalCluster:
         pid = self.pid(i)
         if pid is None:
             return
-        workers = _children(pid)
+        workers = children_of(pid)
         for each in (pid, *workers):
-            _send(each, signal.SIGKILL)
+            send_signal(each, signal.SIGKILL)
         self._wait_exit(i, pid, STOP_TIMEOUT)
-        _wait_until(lambda: not any(_pid_alive(w) for w in workers), STOP_TIMEOUT, 0.02)
+        wait_until(lambda: not any(pid_alive(w) for w in workers), STOP_TIMEOUT, 0.02)
         self.nodes[i].pid_path.unlink(missing_ok=True)
 
     def pause(self, i: int) -> None:
@@ -319,7 +319,7 @@ class LocalCluster:
         pid = self.pid(i)
         if pid is None:
             return self._returncode(i)
-        _send_term(pid)
+        send_term(pid)
         return self._finish_terminate(i, pid, timeout)
 
     def _finish_terminate(self, i: int, pid: int, timeout: float) -> int | None:
@@ -342,7 +342,7 @@ class LocalCluster:
         pids = {i: self.pid(i) for i in range(len(self.nodes))}
         for pid in pids.values():
             if pid is not None:
-                _send_term(pid)
+                send_term(pid)
         deadline = time.monotonic() + timeout
         for i, pid in pids.items():
             if pid is not None:
@@ -366,7 +366,7 @@ class LocalCluster:
                 return True
             except subprocess.TimeoutExpired:
                 return False
-        return _wait_until(lambda: not _pid_alive(pid), timeout, 0.05)
+        return wait_until(lambda: not pid_alive(pid), timeout, 0.05)
 
     # --- HTTP -----------------------------------------------------------------------
 
@@ -433,7 +433,7 @@ class LocalCluster:
             found[:] = self.leaders(indexes)
             return len(found) == 1
 
-        if not _wait_until(one_leader, timeout, 0.05):
+        if not wait_until(one_leader, timeout, 0.05):
             raise TimeoutError(f"no single leader among {self._names(indexes)} after {timeout} s")
         return found[0]
 
@@ -448,7 +448,7 @@ class LocalCluster:
             waiting[:] = [i for i in waiting if self.health(i) is None]
             return not waiting
 
-        if not _wait_until(all_up, timeout, 0.05):
+        if not wait_until(all_up, timeout, 0.05):
             raise TimeoutError(f"{self._names(waiting)} did not answer /health in {timeout} s")
 
     def wait_for_health(self, i: int, timeout: float = LEADER_TIMEOUT) -> dict[str, Any]:
@@ -461,7 +461,7 @@ class LocalCluster:
                 found.append(reply)
             return bool(found)
 
-        if not _wait_until(answered, timeout, 0.05):
+        if not wait_until(answered, timeout, 0.05):
             raise TimeoutError(f"{self.nodes[i].name} did not answer /health in {timeout} s")
         return found[0]
 
@@ -476,7 +476,7 @@ class LocalCluster:
             applied[0] = int((self.health(i) or {}).get("applied_index") or -1)
             return applied[0] >= target
 
-        if not _wait_until(caught_up, timeout, 0.05):
+        if not wait_until(caught_up, timeout, 0.05):
             raise TimeoutError(
                 f"{self.nodes[i].name} applied {applied[0]}, not {target}, in {timeout} s")
         return target
@@ -492,46 +492,6 @@ class LocalCluster:
         return ", ".join(self.nodes[i].name for i in indexes)
 
 
-def free_ports(count: int, *, consecutive: bool = False) -> list[int]:
-    """``count`` distinct TCP ports that can be bound on 127.0.0.1 right now, below the
-    kernel's ephemeral range: a port from ``bind(0)`` is ephemeral, and the nodes' own
-    outgoing connections could take it before the node that should listen on it starts.
-    ``consecutive``: ``base, base + 1, ...``. Another process may still take one."""
-    low, high = 10000, _ephemeral_low() - 1
-    rng = random.Random()
-    chosen: list[socket.socket] = []
-    try:
-        for _ in range(2000):
-            if len(chosen) == count:
-                return [sock.getsockname()[1] for sock in chosen]
-            if consecutive and chosen:
-                port = chosen[-1].getsockname()[1] + 1
-            else:
-                port = rng.randrange(low, high - count)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.bind((HOST, port))
-            except OSError:
-                sock.close()
-                if consecutive:
-                    for held in chosen:
-                        held.close()
-                    chosen.clear()
-                continue
-            chosen.append(sock)
-        raise RuntimeError(f"found no {count} free ports in {low}..{high}")
-    finally:
-        for sock in chosen:
-            sock.close()
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 def http_request(
     base_url: str,
     method: str,
@@ -541,103 +501,37 @@ def http_request(
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, dict[str, str]]:
     """``method base_url+path`` with an optional JSON body and extra ``headers``; (status,
-    JSON or None, lower-cased headers). Non-2xx statuses are returned, not raised; OSError
-    when unreachable.
+    JSON or None, lower-cased headers). Non-2xx statuses are returned, not raised;
+    ``ConnectionError`` (an OSError) when unreachable or when no whole answer came.
 
     One request to ONE node, unretried and with redirects not followed: the launcher
-    observes each node as it is (its health, whether it leads). Talking to the cluster as
-    a client does goes through ``leifdb.client`` (``LocalCluster.client``...)."""
-    parts = urllib.parse.urlsplit(base_url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    observes each node as it is (its health, whether it leads). It is the client
+    library's single send (``leifdb.client.blocking.send_once``) without its retry and
+    redirect policy; talking to the cluster as a client does goes through ``Client``
+    (``LocalCluster.client``...)."""
+    payload = None if body is None else json.dumps(body).encode()
+    sent = dict(headers or {})
+    if payload is not None:
+        sent.setdefault("Content-Type", "application/json")
+    request = Request("probe", method, path, payload, tuple(sent.items()))
     try:
-        payload = None if body is None else json.dumps(body).encode()
-        sent = dict(headers or {})
-        if payload is not None:
-            sent.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=payload, headers=sent)
-        reply = conn.getresponse()
-        data = reply.read()
-    except http.client.HTTPException as exc:
-        raise ConnectionError(f"bad HTTP reply from {base_url}: {exc!r}") from exc
-    finally:
-        conn.close()
+        reply = send_once(Send(base_url, request, timeout))
+    except (ConnectFailed, NoAnswer) as exc:
+        raise ConnectionError(f"{base_url}: {exc}") from None
     try:
-        decoded = json.loads(data) if data else None
+        decoded = json.loads(reply.body) if reply.body else None
     except ValueError:
         decoded = None
-    return reply.status, decoded, {k.lower(): v for k, v in reply.getheaders()}
+    return reply.status, decoded, reply.headers
 
 
 def _key_path(key: str) -> str:
     return "/db/" + urllib.parse.quote(key, safe="")
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float, interval: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-def _send_term(pid: int) -> None:
-    """SIGTERM, after a SIGCONT in case the node is paused (SIGTERM alone would wait)."""
-    for sig in (signal.SIGCONT, signal.SIGTERM):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-
-
-def _read_pid(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (a node's HTTP workers), from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if len(fields) > 1 and fields[1] == str(pid):
-            found.append(int(entry.name))
-    return found
-
-
-def _send(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _pid_alive(pid: int) -> bool:
-    """Alive and not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 def _is_node_process(pid: int, node: NodeSpec) -> bool:
     """``pid`` is alive and is twistd running this node (guards against reused pids)."""
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return False
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -647,161 +541,7 @@ def _is_node_process(pid: int, node: NodeSpec) -> bool:
     return any("twistd" in a for a in args) and str(node.data_dir) in args
 
 
-# --- command line --------------------------------------------------------------------
-
-
-def _print_table(cluster: LocalCluster, *, full: bool) -> None:
-    for i, node in enumerate(cluster.nodes):
-        pid = cluster.pid(i)
-        health = cluster.health(i) if pid is not None else None
-        if pid is None:
-            state = "down"
-        elif health is None:
-            state = f"pid {pid}, not answering"
-        elif full:
-            state = (
-                f"pid {pid}  {health.get('role')}  term {health.get('term')}  "
-                f"commit {health.get('commit_index')}  applied {health.get('applied_index')}"
-            )
-        else:
-            state = str(health.get("role"))
-        print(f"{node.name}  {node.url}  {state}")
-
-
-def _cmd_start(args: argparse.Namespace, extra: list[str]) -> int:
-    base = Path(args.dir)
-    if (base / STATE_FILE).exists():
-        old = LocalCluster.load(base)
-        running = [n.name for i, n in enumerate(old.nodes) if old.is_running(i)]
-        if running:
-            print(
-                f"a cluster is already running in {base} ({', '.join(running)}); "
-                "run 'python -m leifdb.cluster stop' first",
-                file=sys.stderr,
-            )
-            return 1
-    cluster = LocalCluster.from_bases(
-        base, args.nodes, args.http_base, args.raft_base, extra_args=extra, detach=True
-    )
-    cluster.save()
-    cluster.start()
-    deadline = time.monotonic() + args.timeout
-    while True:
-        exited = [i for i in range(len(cluster)) if not cluster.is_running(i)]
-        if exited:
-            for i in exited:
-                print(f"{cluster.nodes[i].name} exited; the end of its log:", file=sys.stderr)
-                print(cluster.log_tail(i, 5), file=sys.stderr)
-            cluster.stop()
-            print("start-up failed; every node was stopped", file=sys.stderr)
-            return 1
-        try:
-            slice_ = min(0.5, max(0.0, deadline - time.monotonic()))
-            cluster.wait_until_up(slice_)
-            cluster.wait_for_leader(slice_)
-            break
-        except TimeoutError as exc:
-            if time.monotonic() >= deadline:
-                _print_table(cluster, full=True)
-                print(
-                    f"{exc}; the nodes are still running: see {base}/node*/node.log, "
-                    "then 'python -m leifdb.cluster stop'",
-                    file=sys.stderr,
-                )
-                return 1
-    _print_table(cluster, full=False)
-    return 0
-
-
-def _cmd_add(args: argparse.Namespace) -> int:
-    """One more node on the next free-by-convention ports, started with ``--join``."""
-    try:
-        cluster = LocalCluster.load(args.dir, detach=True)
-    except OSError:
-        print(f"no cluster in {args.dir}: run 'python -m leifdb.cluster start' first",
-              file=sys.stderr)
-        return 1
-    if not any(cluster.is_running(i) for i in range(len(cluster))):
-        print(f"no node of the cluster in {args.dir} runs: nothing to join", file=sys.stderr)
-        return 1
-    http_port = max(n.http_port for n in cluster.nodes) + 1
-    raft_port = max(n.raft_port for n in cluster.nodes) + 1
-    i = cluster.add_node(http_port, raft_port)
-    cluster.save()
-    cluster.start_node(i)
-    try:
-        cluster.wait_for_health(i, args.timeout)
-    except TimeoutError as exc:
-        print(f"{exc}; see {cluster.nodes[i].log_path}", file=sys.stderr)
-        return 1
-    _print_table(cluster, full=False)
-    print(f"{cluster.nodes[i].name} joined as a learner; make it a voter with: "
-          f"leifdb --endpoints {cluster.url(i)} member promote {cluster.nodes[i].name}")
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    try:
-        cluster = LocalCluster.load(args.dir)
-    except OSError:
-        print(f"no cluster in {args.dir}", file=sys.stderr)
-        return 1
-    _print_table(cluster, full=True)
-    return 0
-
-
-def _cmd_stop(args: argparse.Namespace) -> int:
-    try:
-        cluster = LocalCluster.load(args.dir)
-    except OSError:
-        print(f"no cluster in {args.dir}", file=sys.stderr)
-        return 0
-    was = [cluster.pid(i) for i in range(len(cluster))]
-    cluster.stop(args.timeout)
-    for i, node in enumerate(cluster.nodes):
-        print(f"{node.name}  {'stopped' if was[i] is not None else 'was not running'}")
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m leifdb.cluster",
-        description="Run a local LeifDB cluster on 127.0.0.1, one twistd process per node.",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    start = sub.add_parser(
-        "start",
-        help="start N nodes and wait for a leader",
-        description="Start N nodes in the background and wait for a leader. Options not "
-        "listed here (e.g. --election-timeout 300) are passed to every node.",
-    )
-    start.add_argument("--nodes", type=int, default=3)
-    start.add_argument("--http-base", type=int, default=8080, help="HTTP port of n1 (n2: +1, ...)")
-    start.add_argument("--raft-base", type=int, default=16990, help="Raft port of n1 (n2: +1, ...)")
-    start.add_argument(
-        "--timeout", type=float, default=LEADER_TIMEOUT, help="seconds to wait for a leader"
-    )
-    add = sub.add_parser(
-        "add", help="start one more node on the next ports, joining with --join as a learner")
-    add.add_argument(
-        "--timeout", type=float, default=LEADER_TIMEOUT, help="seconds to wait for it to answer"
-    )
-    status = sub.add_parser("status", help="role, term, commit and applied index of each node")
-    stop = sub.add_parser("stop", help="SIGTERM every node (SIGKILL after --timeout s)")
-    stop.add_argument("--timeout", type=float, default=STOP_TIMEOUT)
-    for p in (start, add, status, stop):
-        p.add_argument("--dir", default=".cluster", help="cluster folder (default .cluster)")
-    args, extra = parser.parse_known_args(argv)
-    if args.command != "start" and extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "start":
-        if args.nodes < 1:
-            parser.error("--nodes must be at least 1")
-        return _cmd_start(args, extra)
-    if args.command == "add":
-        return _cmd_add(args)
-    return _cmd_status(args) if args.command == "status" else _cmd_stop(args)
-
-
 if __name__ == "__main__":
+    from leifdb.cluster_cli import main  # the command line, on top of this module
+
     sys.exit(main())
