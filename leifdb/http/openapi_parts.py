@@ -8,7 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from leifdb.http.failures import RETRY_AFTER_SECONDS
-from leifdb.service.api import ADDRESS_PATTERN, MEMBER_ID_MAX_BYTES, MEMBER_ID_PATTERN
+from leifdb.http.openapi_schemas import (
+    CLUSTER_SCHEMAS, COUNT, ITEM_EXAMPLE, LEASE_ID, LEASE_SCHEMAS, REVISION, SECONDS, TTL_DOC,
+    TXN_SCHEMAS, ref,
+)
+from leifdb.service.api import MEMBER_ID_MAX_BYTES, MEMBER_ID_PATTERN
 
 __all__ = ["PARAMETERS", "PATH_PARAMETERS", "RESPONSES", "REVISION_HEADER_DOC", "SCHEMAS"]
 
@@ -83,10 +87,6 @@ def _error(description: str, **extra: Any) -> dict[str, Any]:
     return {"description": description, "schema": {"$ref": "#/definitions/Error"}, **extra}
 
 
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/definitions/{name}"}
-
-
 _RETRY_AFTER = {
     "Retry-After": {
         "type": "integer",
@@ -99,299 +99,6 @@ _LOCATION = {
         "description": "The same path and query on the leader: `http://<leader>/...`.",
     }
 }
-_REVISION = {"type": "integer", "format": "int64", "minimum": 1}
-_COUNT = {"type": "integer", "format": "int64", "minimum": 0}
-_LEASE_ID = {"type": "integer", "format": "int64", "minimum": 1}
-_SECONDS = {"type": "number", "minimum": 0}
-_ITEM_EXAMPLE = {"key": "greeting", "value": "hello", "revision": 7, "create_revision": 7,
-                 "lease": 0}
-# Swagger UI's "Try it out" on a fresh node runs: grant (lease 1), lock (token 2),
-# campaign (token 3), proclaim and resign with token 3.
-_EXAMPLE_LEASE = 1
-_EXAMPLE_TOKEN = 3
-_TTL_DOC = ("Seconds (a number) or a duration string (`30s`, `500ms`, `2m`), from 2 s to "
-            "30 days.")
-
-_TXN_SCHEMAS: dict[str, dict[str, Any]] = {
-    "Compare": {
-        "type": "object",
-        "required": ["key", "target", "op", "value"],
-        "additionalProperties": False,
-        "properties": {
-            "key": {"type": "string"},
-            "target": {"type": "string", "enum": ["value", "revision", "create_revision",
-                                                  "lease", "exists"]},
-            "op": {"type": "string", "enum": ["equal", "not_equal", "greater", "less"]},
-            "value": {
-                "description": "A string for `value` (an absent key fails every op), an "
-                               "integer for `revision`, `create_revision` and `lease` (an "
-                               "absent key has 0; `lease` 0: none), a boolean for `exists`.",
-            },
-        },
-    },
-    "TxnOp": {
-        "type": "object",
-        "required": ["op"],
-        "additionalProperties": False,
-        "description": "`put` {key, value, lease (optional)}, `delete` {key}, `get` {key} "
-                       "or `range` {prefix, start_after, limit}.",
-        "properties": {
-            "op": {"type": "string", "enum": ["put", "delete", "get", "range"]},
-            "key": {"type": "string"},
-            "value": {"type": "string"},
-            "lease": {**_LEASE_ID, "description": "put: attach the key to this lease."},
-            "prefix": {"type": "string"},
-            "start_after": {"type": "string", "x-nullable": True},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "x-nullable": True},
-        },
-    },
-    "TxnBody": {
-        "type": "object",
-        "additionalProperties": False,
-        "properties": {
-            "compare": {"type": "array", "items": _ref("Compare")},
-            "success": {"type": "array", "items": _ref("TxnOp")},
-            "failure": {"type": "array", "items": _ref("TxnOp")},
-        },
-        "example": {
-            "compare": [{"key": "greeting", "target": "exists", "op": "equal",
-                         "value": False}],
-            "success": [{"op": "put", "key": "greeting", "value": "hello"}],
-            "failure": [{"op": "get", "key": "greeting"}],
-        },
-    },
-    "TxnOpResult": {
-        "type": "object",
-        "required": ["op"],
-        "description": "`put`: key, revision. `delete`: key, deleted, revision. `get`: "
-                       "key, item (null if absent). `range`: prefix, items, more.",
-        "properties": {
-            "op": {"type": "string", "enum": ["put", "delete", "get", "range"]},
-            "key": {"type": "string"},
-            "revision": _REVISION,
-            "deleted": {"type": "boolean"},
-            "item": {**_ref("Item"), "x-nullable": True},
-            "prefix": {"type": "string"},
-            "items": {"type": "array", "items": _ref("Item")},
-            "more": {"type": "boolean"},
-        },
-    },
-    "TxnAnswer": {
-        "type": "object",
-        "required": ["succeeded", "revision", "results"],
-        "properties": {
-            "succeeded": {"type": "boolean",
-                          "description": "false: the compares failed, `failure` ran."},
-            "revision": {**_REVISION, "description": "The transaction's revision; for a "
-                                                     "read-only one, the revision it read."},
-            "results": {"type": "array", "items": _ref("TxnOpResult")},
-        },
-    },
-}
-
-_LEASE = {
-    "id": _LEASE_ID,
-    "ttl": {**_SECONDS, "description": "Seconds granted."},
-    "remaining": {**_SECONDS, "description": "Seconds left before the leader expires it."},
-}
-_HOLDER_EXAMPLE = {"name": "jobs", "key": "_lock/jobs/1", "token": 2, "lease": 1,
-                   "value": "worker-1", "revision": 2}
-
-_LEASE_SCHEMAS: dict[str, dict[str, Any]] = {
-    "LeaseGrantBody": {
-        "type": "object",
-        "required": ["ttl"],
-        "additionalProperties": False,
-        "properties": {"ttl": {"description": _TTL_DOC}},
-        "example": {"ttl": 30},
-    },
-    "Lease": {
-        "type": "object",
-        "required": ["id", "ttl", "remaining", "revision"],
-        "properties": {**_LEASE, "revision": _COUNT},
-        "example": {"id": 1, "ttl": 30.0, "remaining": 30.0, "revision": 1},
-    },
-    "LeaseSummary": {
-        "type": "object",
-        "required": ["id", "ttl", "remaining"],
-        "properties": _LEASE,
-    },
-    "LeaseList": {
-        "type": "object",
-        "required": ["leases", "revision"],
-        "properties": {
-            "leases": {"type": "array", "items": _ref("LeaseSummary")},
-            "revision": _COUNT,
-        },
-    },
-    "LeaseDetail": {
-        "type": "object",
-        "required": ["id", "ttl", "remaining", "keys", "revision"],
-        "properties": {
-            **_LEASE,
-            "keys": {"type": "array", "items": {"type": "string"},
-                     "description": "The keys attached to the lease, in key order."},
-            "revision": _COUNT,
-        },
-    },
-    "LeaseRevoked": {
-        "type": "object",
-        "required": ["id", "revision"],
-        "properties": {"id": _LEASE_ID, "revision": {
-            **_REVISION, "description": "The revision that deleted the lease and its keys."}},
-    },
-    "OwnerBody": {
-        "type": "object",
-        "required": ["lease"],
-        "additionalProperties": False,
-        "properties": {
-            "lease": {**_LEASE_ID, "description": "The lease that will hold the lock."},
-            "value": {"type": "string", "description": "Who holds it (default empty)."},
-        },
-        "example": {"lease": _EXAMPLE_LEASE, "value": "worker-1"},
-    },
-    "CandidateBody": {
-        "type": "object",
-        "required": ["lease"],
-        "additionalProperties": False,
-        "properties": {
-            "lease": {**_LEASE_ID, "description": "The candidate's lease."},
-            "value": {"type": "string",
-                      "description": "What the candidate announces as leader (default "
-                                     "empty), such as its address."},
-        },
-        "example": {"lease": _EXAMPLE_LEASE, "value": "node-a"},
-    },
-    "ProclaimBody": {
-        "type": "object",
-        "required": ["token", "value"],
-        "additionalProperties": False,
-        "properties": {
-            "token": {**_LEASE_ID, "description": "The leader's token (from its campaign)."},
-            "value": {"type": "string", "description": "The new value."},
-        },
-        "example": {"token": _EXAMPLE_TOKEN, "value": "node-a, at 10.0.0.1:8080"},
-    },
-    "ResignBody": {
-        "type": "object",
-        "required": ["token"],
-        "additionalProperties": False,
-        "properties": {
-            "token": {**_LEASE_ID, "description": "The leader's token (from its campaign)."},
-        },
-        "example": {"token": _EXAMPLE_TOKEN},
-    },
-    "Holder": {
-        "type": "object",
-        "required": ["name", "key", "token", "lease", "value", "revision"],
-        "properties": {
-            "name": {"type": "string"},
-            "key": {"type": "string", "description": "The holder's key (delete it to "
-                                                     "release a lock)."},
-            "token": {**_REVISION, "description": "The key's create revision: larger at "
-                                                  "every acquisition; the fencing token."},
-            "lease": _LEASE_ID,
-            "value": {"type": "string"},
-            "revision": {**_REVISION, "description": "The key's current revision."},
-        },
-        "example": _HOLDER_EXAMPLE,
-    },
-    "Resigned": {
-        "type": "object",
-        "required": ["revision"],
-        "properties": {"revision": _REVISION},
-    },
-    "LockTimeout": {
-        "type": "object",
-        "required": ["error", "holder"],
-        "properties": {
-            "error": {"type": "string"},
-            "holder": {"type": "string", "x-nullable": True,
-                       "description": "The key holding it when the wait ended; null: none."},
-        },
-    },
-}
-
-_MEMBER_ID = {"type": "string", "pattern": f"^{MEMBER_ID_PATTERN}$", "minLength": 1,
-              "maxLength": MEMBER_ID_MAX_BYTES}
-_ADDRESS = {"type": "string", "pattern": f"^{ADDRESS_PATTERN}$",
-            "description": "`host:port`, the port from 1 to 65535."}
-_MEMBER_EXAMPLE = {"id": "n1", "raft_address": "10.0.0.1:16990",
-                   "http_address": "10.0.0.1:8080", "role": "voter", "match_index": 42,
-                   "last_contact_seconds": 0.0, "is_leader": True}
-
-_CLUSTER_SCHEMAS: dict[str, dict[str, Any]] = {
-    "Member": {
-        "type": "object",
-        "required": ["id", "raft_address", "http_address", "role", "match_index",
-                     "last_contact_seconds", "is_leader"],
-        "properties": {
-            "id": {"type": "string"},
-            "raft_address": {"type": "string", "description": "Where peers reach it."},
-            "http_address": {"type": "string",
-                             "description": "Its client API `host:port`; empty if unknown."},
-            "role": {"type": "string", "enum": ["voter", "learner"],
-                     "description": "A learner receives the log but does not vote."},
-            "match_index": {**_COUNT, "x-nullable": True,
-                            "description": "The last log index the leader knows the member "
-                                           "has; null unless the answering node leads."},
-            "last_contact_seconds": {**_SECONDS, "x-nullable": True,
-                                     "description": "Seconds since the leader last heard "
-                                                    "from it; null unless the answering "
-                                                    "node leads."},
-            "is_leader": {"type": "boolean"},
-        },
-        "example": _MEMBER_EXAMPLE,
-    },
-    "ClusterMembers": {
-        "type": "object",
-        "required": ["cluster_id", "node", "leader", "members", "config_index"],
-        "properties": {
-            "cluster_id": {"type": "string"},
-            "node": {"type": "string", "description": "The id of the node that answered."},
-            "leader": {"type": "string", "x-nullable": True,
-                       "description": "The leader's id; null when none is known."},
-            "members": {"type": "array", "items": _ref("Member")},
-            "config_index": {"type": "integer", "minimum": 0,
-                             "description": "Log index of this configuration's entry (0: "
-                                            "the bootstrap `--members` list). A node that "
-                                            "joins records it: removals of its id before it "
-                                            "are not its own."},
-        },
-    },
-    "AddMemberBody": {
-        "type": "object",
-        "required": ["id", "raft_address"],
-        "additionalProperties": False,
-        "properties": {
-            "id": {**_MEMBER_ID, "description": "The new member's name (its `--name`)."},
-            "raft_address": {**_ADDRESS, "description": "Where peers reach its Raft port, "
-                                                        "`host:port`."},
-            "http_address": {"type": "string", "pattern": f"^({ADDRESS_PATTERN})?$",
-                             "description": "Its client API `host:port` (optional: learned "
-                                            "when it connects)."},
-        },
-        "example": {"id": "n9", "raft_address": "127.0.0.1:16999",
-                    "http_address": "127.0.0.1:8089"},
-    },
-    "TransferBody": {
-        "type": "object",
-        "required": ["to"],
-        "additionalProperties": False,
-        "properties": {"to": {**_MEMBER_ID, "description": "The voter that should lead."}},
-        "example": {"to": "n2"},
-    },
-    "TransferDone": {
-        "type": "object",
-        "required": ["leader", "leader_http"],
-        "properties": {
-            "leader": {"type": "string", "description": "The new leader's id."},
-            "leader_http": {"type": "string", "x-nullable": True,
-                            "description": "Its client address, when known."},
-        },
-    },
-}
-
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Item": {
         "type": "object",
@@ -399,20 +106,20 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "key": {"type": "string"},
             "value": {"type": "string"},
-            "revision": {**_REVISION, "description": "The write that last changed the key."},
-            "create_revision": {**_REVISION,
+            "revision": {**REVISION, "description": "The write that last changed the key."},
+            "create_revision": {**REVISION,
                                 "description": "The write that created the key (a lock "
                                                "key's fencing token)."},
-            "lease": {**_COUNT, "description": "The lease the key is attached to; 0: none."},
+            "lease": {**COUNT, "description": "The lease the key is attached to; 0: none."},
         },
-        "example": _ITEM_EXAMPLE,
+        "example": ITEM_EXAMPLE,
     },
     "Page": {
         "type": "object",
         "required": ["prefix", "items", "more", "next_start_after"],
         "properties": {
             "prefix": {"type": "string"},
-            "items": {"type": "array", "items": _ref("Item")},
+            "items": {"type": "array", "items": ref("Item")},
             "more": {
                 "type": "boolean",
                 "description": "True when more keys under the prefix follow this page.",
@@ -433,8 +140,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 "type": "string",
                 "description": "Write only if the current value equals this.",
             },
-            "lease": {**_LEASE_ID, "description": "Attach the key to this lease."},
-            "ttl": {"description": "Grant a lease for this key alone: " + _TTL_DOC},
+            "lease": {**LEASE_ID, "description": "Attach the key to this lease."},
+            "ttl": {"description": "Grant a lease for this key alone: " + TTL_DOC},
         },
         "example": {"value": "hello"},
     },
@@ -454,7 +161,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["status", "revision"],
         "properties": {
             "status": {"type": "string", "enum": ["Ok"]},
-            "revision": _REVISION,
+            "revision": REVISION,
         },
     },
     "PutOk": {
@@ -462,8 +169,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["status", "revision", "lease"],
         "properties": {
             "status": {"type": "string", "enum": ["Ok"]},
-            "revision": _REVISION,
-            "lease": {**_COUNT, "description": "The key's lease (with `ttl`: the new "
+            "revision": REVISION,
+            "lease": {**COUNT, "description": "The key's lease (with `ttl`: the new "
                                                "lease's id); 0: none."},
         },
     },
@@ -494,7 +201,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "reason": {"type": "string", "x-nullable": True,
                        "description": "Why the node is not healthy; null when it is."},
             "leader_contact_seconds": {
-                **_SECONDS, "x-nullable": True,
+                **SECONDS, "x-nullable": True,
                 "description": "Seconds since this node last heard from the leader (0 on "
                                "the leader); null when no leader is known."},
         },
@@ -510,7 +217,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["error", "compact_revision"],
         "properties": {
             "error": {"type": "string"},
-            "compact_revision": {**_REVISION, "description": "The oldest revision kept."},
+            "compact_revision": {**REVISION, "description": "The oldest revision kept."},
         },
     },
     "WriteError": {
@@ -540,9 +247,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                          "description": "The current revision; null if the key is absent."},
         },
     },
-    **_TXN_SCHEMAS,
-    **_LEASE_SCHEMAS,
-    **_CLUSTER_SCHEMAS,
+    **TXN_SCHEMAS,
+    **LEASE_SCHEMAS,
+    **CLUSTER_SCHEMAS,
 }
 
 RESPONSES: dict[str, dict[str, Any]] = {
@@ -563,7 +270,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
     ),
     "LockTimeout": {
         "description": "Not acquired within the timeout; the waiting key was removed.",
-        "schema": _ref("LockTimeout"),
+        "schema": ref("LockTimeout"),
     },
     "LeaderRedirect": _error(
         "Only the leader keeps leases: ask `Location` (the leader).", headers=_LOCATION
@@ -580,19 +287,19 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "Gone": {
         "description": "The revision asked for is older than the history the node keeps: "
                        "read again, then continue from the revision of that read.",
-        "schema": _ref("Gone"),
+        "schema": ref("Gone"),
     },
     "InternalError": _error("An unexpected error; it is logged on the node."),
     "ConditionFailed": {
         "description": "The condition did not hold; nothing changed. The body holds the key's "
                        "current value and revision, also sent as `ETag` when it exists. "
                        "Or the `fence` did not hold: the lock is not held with that token.",
-        "schema": _ref("ConditionFailed"),
+        "schema": ref("ConditionFailed"),
         "headers": {"ETag": {"type": "string"}},
     },
     "NotLeader": {
         "description": "This node is not the leader: resend to `Location` (`curl -L`).",
-        "schema": _ref("WriteError"),
+        "schema": ref("WriteError"),
         "headers": _LOCATION,
     },
     "ReadRedirect": _error(
@@ -602,13 +309,13 @@ RESPONSES: dict[str, dict[str, Any]] = {
     ),
     "NoLeader": {
         "description": "No leader is known; the write was not applied (`applied: false`).",
-        "schema": _ref("WriteError"),
+        "schema": ref("WriteError"),
         "headers": _RETRY_AFTER,
     },
     "OutcomeUnknown": {
         "description": 'The write may or may not have been applied (`applied: "unknown"`); '
                        "read the key before retrying.",
-        "schema": _ref("WriteError"),
+        "schema": ref("WriteError"),
     },
     "ReadUnavailable": _error(
         "A linearizable read cannot be served now (no leader or no majority); retry, or "
@@ -623,7 +330,7 @@ RESPONSES: dict[str, dict[str, Any]] = {
     "MembershipRedirect": {
         "description": "This node is not the leader: resend to `Location` (`curl -L`); "
                        "nothing was changed (`applied: false`).",
-        "schema": _ref("WriteError"),
+        "schema": ref("WriteError"),
         "headers": _LOCATION,
     },
     "MembershipRefused": {
@@ -631,23 +338,23 @@ RESPONSES: dict[str, dict[str, Any]] = {
                        "in progress, the id or address is taken, the member is already a "
                        "voter, the learner lags too far behind, or the change would leave "
                        "too few reachable voters (use `force=true` to remove anyway).",
-        "schema": _ref("WriteError"),
+        "schema": ref("WriteError"),
     },
     "MemberNotFound": {
         "description": "No member has this id; nothing changed.",
-        "schema": _ref("WriteError"),
+        "schema": ref("WriteError"),
     },
     "MembershipUnavailable": {
         "description": "No leader is known, the cluster cannot change right now (a new "
                        "leader has not committed an entry of its term yet), or leadership "
                        "did not move in time; nothing was changed. Retry.",
-        "schema": _ref("WriteError"),
+        "schema": ref("WriteError"),
         "headers": _RETRY_AFTER,
     },
     "MembershipOutcomeUnknown": {
         "description": 'The change may or may not have been applied (`applied: "unknown"`): '
                        "list the members before retrying.",
-        "schema": _ref("WriteError"),
+        "schema": ref("WriteError"),
     },
     "MethodNotAllowed": _error(
         "The path exists but not with this method (any path).",
@@ -691,7 +398,7 @@ PARAMETERS: dict[str, dict[str, Any]] = {
         "type": "string",
         "pattern": "^[0-9]{1,9}([.][0-9]{1,6})?(ms|s|m)?$",
         "description": "Grant a lease for this key alone (also a body field; not with "
-                       "`lease`): " + _TTL_DOC,
+                       "`lease`): " + TTL_DOC,
     },
     "FenceQuery": {
         "in": "query",
