@@ -11,12 +11,11 @@ Timers are ``callLater`` calls on the injected reactor, so tests drive a node on
 
 from __future__ import annotations
 
-import io
 import itertools
 import random
 import time
 from dataclasses import replace
-from typing import Any, BinaryIO, Callable, Protocol
+from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, fail, inlineCallbacks, succeed
 from twisted.logger import Logger
@@ -38,10 +37,10 @@ from leifdb.raft.messages import (
     Message,
     Ready,
     Role,
-    SnapshotChunk,
     SnapshotMeta,
     SoftState,
 )
+from leifdb.snapshot_io import encoded, filled_chunk, write_chunks
 from leifdb.storage.errors import StorageClosed, StorageError
 from leifdb.wire import DecodeError, decode_membership, encode_membership
 
@@ -49,7 +48,6 @@ log = Logger(namespace="leifdb.node")
 
 _LEADER_MESSAGES = (AppendEntries, InstallSnapshot)
 
-SNAPSHOT_CHUNK_BYTES = 1024 * 1024
 # The core counts time in ticks; ten per heartbeat interval draw election timeouts at a
 # tenth of a heartbeat (10 ms by default), so two nodes rarely time out together.
 TICKS_PER_HEARTBEAT = 10
@@ -484,7 +482,8 @@ class Node:
         ready = self.core.ready()
         d = succeed(None)
         if ready.snapshot_chunks:
-            d = self.storage.call(self._write_chunks_blocking, ready.snapshot_chunks)
+            d = self.storage.call(write_chunks, self.snapshots, self.application.read_snapshot,
+                                  ready.snapshot_chunks)
             d.addCallback(self._compact_installed)
         d.addCallback(lambda installed: self._persist(ready, installed))
         d.addErrback(self._fatal)
@@ -574,39 +573,10 @@ class Node:
         transport = self.transport
         for msg in messages:
             if isinstance(msg, InstallSnapshot):
-                msg = self._fill_snapshot_chunk(msg)
+                msg = filled_chunk(self.snapshots, msg)
                 if msg is None:
                     continue
             transport.send(msg)
-
-    def _fill_snapshot_chunk(self, msg: InstallSnapshot) -> InstallSnapshot | None:
-        meta = SnapshotMeta(msg.last_included_index, msg.last_included_term, msg.checksum, msg.total_size)
-        try:
-            data = self.snapshots.read_chunk(meta, msg.offset, SNAPSHOT_CHUNK_BYTES)
-        except Exception:
-            log.failure("Cannot read snapshot {index} for {peer}", index=meta.last_included_index, peer=msg.dst)
-            return None
-        return InstallSnapshot(
-            msg.src, msg.dst, msg.term, msg.last_included_index, msg.last_included_term,
-            offset=msg.offset, data=data, done=msg.offset + len(data) >= meta.size,
-            checksum=meta.checksum, total_size=meta.size,
-        )
-
-    def _write_chunks_blocking(self, chunks: list[SnapshotChunk]) -> tuple | None:
-        """On the storage thread: write received chunks; on the last one verify the
-        snapshot and restore a state machine from it."""
-        installed = None
-        for chunk in chunks:
-            self.snapshots.write_chunk(chunk.meta, chunk.offset, chunk.data)
-            if chunk.done:
-                meta = chunk.meta
-                ok = self.snapshots.finish_receive(meta)
-                restored, membership = None, b""
-                if ok:
-                    with self.snapshots.open(meta) as stream:
-                        restored, membership = self.application.read_snapshot(stream)
-                installed = (meta, ok, restored, membership)
-        return installed
 
     def _compact_installed(self, installed: tuple | None) -> Deferred | tuple | None:
         """A verified snapshot from the leader replaces the log before anything after it
@@ -633,7 +603,7 @@ class Node:
         self._snapshotting = True
         # Encoded off the reactor (it held every request for its length), saved in order
         # on the storage thread.
-        d = self._offload(_encoded, write, membership)
+        d = self._offload(encoded, write, membership)
         d.addCallback(lambda data: self.storage.call(self.snapshots.save, applied, term, data))
         if self._observer is not None:
             d.addCallback(self._observe_snapshot, started)
@@ -654,12 +624,6 @@ class Node:
                 self.core.compact(meta)
             log.info("Snapshot at index {index} saved; log compacted", index=meta.last_included_index)
         return self.storage.compact(meta)
-
-
-def _encoded(write: Callable[[BinaryIO, bytes], None], metadata: bytes) -> bytes:
-    buffer = io.BytesIO()
-    write(buffer, metadata)
-    return buffer.getvalue()
 
 
 def _refusal(exc: ConfigChangeRefused) -> Exception:
