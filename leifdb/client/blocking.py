@@ -20,9 +20,9 @@ from leifdb.client.coordination import (
     proclaim_request, resign_request, revoke_request,
 )
 from leifdb.client.protocol import (
-    ConnectFailed, Emit, Endpoints, FenceLike, NoAnswer, Open, Read, Response, RetryPolicy,
-    Send, Sleep, WatchCursor, delete_request, execute, get_request, health_request,
-    list_request, put_request, txn_request, watch_steps,
+    USER_AGENT, ConnectFailed, Emit, Endpoints, FenceLike, NoAnswer, Open, Read, Response,
+    RetryPolicy, Send, Sleep, WatchCursor, delete_request, execute, get_request,
+    health_request, list_request, put_request, txn_request, watch_steps,
 )
 from leifdb.client.snapshot import (
     SnapshotInfo, SnapshotTarget, SnapshotWriter, snapshot_request, snapshot_steps,
@@ -33,7 +33,6 @@ from leifdb.client.types import (
 
 __all__ = ["Client", "LeaseKeeper", "Observer", "Watch"]
 
-USER_AGENT = "leifdb-client"
 WATCH_READ_TIMEOUT = 15.0  # the server sends a progress bookmark every 5 s
 
 

@@ -42,7 +42,7 @@ from leifdb.client.types import (
 
 __all__ = [
     "ConnectFailed", "Cursor", "Emit", "Endpoints", "FenceLike", "JSON_HEADERS", "MEMBER_KINDS",
-    "NoAnswer",
+    "NoAnswer", "USER_AGENT",
     "Open", "Read", "Request", "Response", "RetryPolicy", "Send", "Sleep", "Step",
     "WatchCursor", "check_lease_id", "delete_request", "duration_text", "execute",
     "fence_text", "get_request", "health_request", "interpret", "json_body", "list_request",
@@ -145,6 +145,7 @@ def json_body(data: Any) -> bytes:
 
 
 JSON_HEADERS = (("Content-Type", "application/json"),)
+USER_AGENT = "leifdb-client"  # sent by every transport
 
 
 def get_request(key: str, *, stale: bool = False) -> Request:
