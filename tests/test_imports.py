@@ -29,11 +29,17 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "leifdb.offload": ("twisted",),
     "leifdb.ports": ("leifdb.raft", "twisted"),
     "leifdb.node": ("leifdb.raft", "leifdb.errors", "leifdb.nodeconfig", "leifdb.ports",
-                    "leifdb.storage.errors", "leifdb.wire", "twisted", "leifdb.offload"),
+                    "leifdb.storage.errors", "leifdb.wire", "twisted", "leifdb.offload",
+                    "leifdb.snapshot_io"),
+    # Snapshot chunks sent and received, a snapshot encoded in memory: for the node.
+    "leifdb.snapshot_io": ("leifdb.raft", "leifdb.ports", "twisted"),
     "leifdb.nodeconfig": ("leifdb.raft", "leifdb.service.api"),
     "leifdb.config": ("leifdb.nodeconfig", "leifdb.raft", "leifdb.service.api",
                       "leifdb.storage.datadir", "leifdb.storage.errors", "twisted"),
-    "leifdb.cluster": ("leifdb.client",),
+    "leifdb.cluster": ("leifdb.client", "leifdb.localprocs", "leifdb.cluster_cli"),
+    # Its command line (python -m leifdb.cluster), and ports and processes by PID.
+    "leifdb.cluster_cli": ("leifdb.cluster",),
+    "leifdb.localprocs": (),
     # The one HTTP client: it knows LeifDB only as a remote API, so nothing of the server.
     "leifdb.client": ("twisted", "txaio", "crc32c"),
     "leifdb.cli": ("leifdb.client", "leifdb.restore"),

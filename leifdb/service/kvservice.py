@@ -9,15 +9,13 @@ the one "applied" hook observers subscribe to. Membership changes are in ``membe
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Protocol
+from typing import Any, BinaryIO, Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from leifdb import __version__
 from leifdb.errors import (
     InvalidRequest,
     LeaseNotFound,
@@ -45,7 +43,6 @@ from leifdb.kv.commands import (
     TxnResult,
 )
 from leifdb.kv.store import KVStore
-from leifdb.raft.core import Status
 from leifdb.raft.messages import Entry, EntryType, ReadState, Role, SoftState
 from leifdb.service.api import (
     CONSISTENCY_LINEARIZABLE,
@@ -63,9 +60,11 @@ from leifdb.service.api import (
     lock_prefix,
 )
 from leifdb.service.backup import Backup, SnapshotFile, membership_metadata
+from leifdb.service.consensus import Consensus
 from leifdb.service.leases import Lessor
 from leifdb.service.locks import Coordination
-from leifdb.service.membership import Membership, Reconfigurable
+from leifdb.service.membership import Membership
+from leifdb.service.status import node_status
 from leifdb.service.wait import Waits
 from leifdb.service.watch import Watcher, WatchHub
 from leifdb.wire import DecodeError, decode_command, encode_command
@@ -75,34 +74,6 @@ __all__ = ["Consensus", "KVService", "ProposalCounts"]
 log = Logger(namespace="leifdb.service")
 
 CONSISTENCIES = (CONSISTENCY_LINEARIZABLE, CONSISTENCY_STALE)
-
-
-class Consensus(Reconfigurable, Protocol):
-    """The node as the service drives it (``leifdb.node.Node``); the membership calls
-    are those of ``Reconfigurable``."""
-
-    node_id: str
-
-    def propose(self, data: bytes) -> tuple[int, int]:
-        """Append ``data`` as a command; ``(index, term)``. Raises ``NotLeaderError``."""
-        ...
-
-    def request_read(self) -> int:
-        """Ask for a read index; the answer reaches ``Application.read_states`` with the
-        returned read id. Raises ``NotLeaderError`` when the node cannot ask."""
-        ...
-
-    def raft_status(self) -> Status | None:
-        """The core's status, None before the node has started."""
-        ...
-
-    def http_address(self, node_id: str | None) -> str | None:
-        ...
-
-    def leader_contact_age(self) -> float | None:
-        """Seconds since this node last heard from the leader it knows (0 on the leader);
-        None when it knows no leader."""
-        ...
 
 
 @dataclass
@@ -481,64 +452,8 @@ class KVService:
             lambda: membership_metadata(self._node.members() if self._node else ())))
 
     def status(self) -> NodeStatus:
-        node = self._node
-        st = node.raft_status() if node is not None else None
-        history = self._hub.history
-        common = dict(
-            applied_index=self._kv.applied_index,
-            version=__version__,
-            revision=self.revision,
-            compact_revision=history.compact_revision,
-            watchers=self._hub.watcher_count,
-        )
-        if node is None or st is None:
-            return NodeStatus(
-                node=node.node_id if node is not None else "", role="starting", term=0,
-                leader=None, leader_http=None, commit_index=0, last_index=0,
-                snapshot_index=0, cluster_id=node.cluster_id if node is not None else "",
-                healthy=False, reason="the node is starting", leader_contact_seconds=None,
-                **common,
-            )
-        age = node.leader_contact_age()
-        return NodeStatus(
-            node=st.node_id,
-            role=self._role(node, st),
-            term=st.term,
-            leader=st.leader_id,
-            leader_http=node.http_address(st.leader_id),
-            commit_index=st.commit_index,
-            last_index=st.last_index,
-            snapshot_index=st.snapshot_index,
-            cluster_id=node.cluster_id,
-            leader_contact_seconds=age,
-            **self._health(node, st, age),
-            **common,
-        )
-
-    @staticmethod
-    def _role(node: Consensus, st: Status) -> str:
-        """A follower that does not vote is a learner."""
-        if st.role is Role.FOLLOWER and any(
-            m.id == st.node_id and m.learner for m in node.members()
-        ):
-            return "learner"
-        return st.role.value
-
-    def _health(self, node: Consensus, st: Status, age: float | None) -> dict[str, Any]:
-        """Ready to serve: not stopped, a leader known and heard from within an election
-        timeout (a leader that loses its quorum steps down, so it is healthy while it
-        leads)."""
-        reason: str | None = None
-        if self._stopped:
-            reason = "the node has stopped serving"
-        elif st.role is Role.LEADER:
-            reason = None
-        elif st.leader_id is None or age is None:
-            reason = "no leader is known (an election is under way, or this node is cut off)"
-        elif age > node.election_timeout:
-            reason = (f"no word from the leader {st.leader_id} for {age:.1f} s, more than an "
-                      f"election timeout ({node.election_timeout:g} s)")
-        return {"healthy": reason is None, "reason": reason}
+        return node_status(self._node, self._kv.applied_index, self.revision, self._hub,
+                           self._stopped)
 
     # -- membership ----------------------------------------------------------------------
 
